@@ -1,0 +1,24 @@
+"""raycl: self-supervised contrastive learning (SimCLR, MoCo, BYOL, SwAV) on Ray.
+
+>>> import raycl
+>>> result = raycl.run(method="simclr", workers=2, preset="tiny")   # doctest: +SKIP
+>>> result.history[["epoch", "loss", "knn_top1"]]                      # doctest: +SKIP
+
+``run``, ``make_config`` and ``RunResult`` are imported on first use, so ``import raycl`` and the
+configuration stay light (no Ray, no torch import).
+"""
+
+from raycl.config import Config, ConfigError, preset
+
+__all__ = ["Config", "ConfigError", "RunResult", "make_config", "preset", "run"]
+__version__ = "0.1.0"
+
+_LAZY = {"run", "make_config", "RunResult"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from raycl import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'raycl' has no attribute {name!r}")

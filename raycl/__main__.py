@@ -1,0 +1,3 @@
+from raycl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,432 @@
+"""Typed run configuration, its validation and the presets.
+
+A :class:`Config` is a tree of small dataclasses, one per concern. It is validated once, at the
+boundary (:meth:`Config.validate`), and every bad value raises a :class:`ConfigError` that names the
+field, the value and what is allowed.
+
+Overrides use dotted paths (``"optim.lr"``) or, when unambiguous, a bare field name (``"epochs"``)::
+
+    cfg = preset("tiny").override({"optim.lr": 0.3, "epochs": 3})
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Mapping
+
+METHODS = ("simclr",)
+SOURCES = ("embedded", "parquet", "folder", "cifar10", "cifar100", "stl10")
+BACKBONES = ("tiny_cnn", "resnet18_cifar", "resnet18", "resnet50")
+OPTIMIZERS = ("sgd", "lars", "adamw")
+LR_SCALINGS = ("linear", "sqrt", "none")
+SCHEDULES = ("cosine", "constant")
+RECIPES = ("simclr", "moco_v1", "moco_v2", "byol")
+PRESETS = ("tiny", "cifar10", "imagenet")
+COMPUTES = ("actors", "tasks")
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed. The message names the field, the value and the rule."""
+
+    def __init__(self, field_name: str, value: Any, allowed: str):
+        self.field = field_name
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field_name} = {value!r} is not allowed: {allowed}")
+
+
+@dataclass
+class MethodConfig:
+    """Which self-supervised method, and its own hyper-parameters."""
+
+    name: str = "simclr"
+    temperature: float = 0.5  # NT-Xent τ
+
+
+@dataclass
+class DataConfig:
+    """Where images come from and how the labelled set is split."""
+
+    source: str = "embedded"
+    path: str | None = None  # file/folder/root for non-embedded sources
+    image_size: int = 32  # decoded (stored) image side, before augmentation
+    num_images: int | None = None  # keep the first N training images (None: all)
+    num_test_images: int | None = None
+    val_fraction: float = 0.1  # stratified validation split of the training set (kNN queries)
+    download: bool = False  # torchvision sets only
+
+
+@dataclass
+class AugmentConfig:
+    """Two-view augmentation and the Ray Data actors that run it."""
+
+    recipe: str = "simclr"
+    crop_size: int = 32  # output side of every view
+    color_strength: float = 0.5
+    blur: bool = False
+    compute: str = "actors"  # "actors": an actor pool; "tasks": stateless tasks (no per-epoch start-up)
+    actors: int = 1  # augmentation actor pool size (scales apart from training workers)
+    cpus_per_actor: float = 1.0
+    batch_size: int = 256  # images per map_batches call
+
+
+@dataclass
+class ModelConfig:
+    """Backbone f and projection head g."""
+
+    backbone: str = "tiny_cnn"
+    proj_depth: int = 2  # number of Linear layers in g (0: no head)
+    proj_hidden_dim: int = 512
+    proj_out_dim: int = 128
+    sync_bn: bool = True  # global BN across workers (SimCLR's "global BN")
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule. ``lr`` is the base rate for a batch of 256."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.3
+    lr_scaling: str = "linear"  # lr × B/256 ("linear"), lr × sqrt(B) / 16 ... see effective_lr
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    warmup_epochs: float = 10.0
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.0  # final lr as a fraction of the peak
+
+
+@dataclass
+class TrainConfig:
+    """Ray Train scaling and the length of the run."""
+
+    epochs: int = 100
+    batch_size: int = 256  # global batch (all workers together)
+    workers: int = 2
+    cpus_per_worker: float = 1.0
+    use_gpu: bool = False
+    seed: int = 0
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always checkpoints)
+    num_to_keep: int = 2  # checkpoints kept on disk
+
+
+@dataclass
+class EvalConfig:
+    """The per-epoch kNN monitor (weighted kNN on L2-normalised backbone features)."""
+
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    knn_every: int = 1  # epochs between kNN evaluations (0: never)
+    knn_bank_size: int | None = None  # cap on training images in the feature bank
+    knn_at_init: bool = True  # also measure kNN before the first epoch
+
+
+@dataclass
+class Config:
+    """A whole raycl run."""
+
+    method: MethodConfig = field(default_factory=MethodConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    storage_path: str = "raycl_results"
+    name: str | None = None  # run name (default: method-preset-timestamp)
+    preset: str | None = None
+
+    # ----------------------------------------------------------------- conversions
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Config":
+        return _from_dict(cls, d, prefix="")
+
+    def flat(self) -> dict[str, Any]:
+        """``{"optim.lr": 0.3, ...}``: one entry per leaf field (handy for result tables)."""
+        out: dict[str, Any] = {}
+        for section, value in self.to_dict().items():
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    out[f"{section}.{k}"] = v
+            else:
+                out[section] = value
+        return out
+
+    def override(self, overrides: Mapping[str, Any]) -> "Config":
+        """Return a copy with ``overrides`` applied (dotted paths, section dicts or unique leaf names)."""
+        d = self.to_dict()
+        for key, value in overrides.items():
+            if key in _SECTIONS and isinstance(value, Mapping):
+                for k, v in value.items():
+                    _set_path(d, f"{key}.{k}", v)
+            else:
+                _set_path(d, resolve_key(key), value)
+        return Config.from_dict(d)
+
+    # ----------------------------------------------------------------- derived values
+    @property
+    def local_batch_size(self) -> int:
+        return self.train.batch_size // self.train.workers
+
+    def effective_lr(self) -> float:
+        """Peak learning rate after batch scaling (SimCLR: lr × B/256; sqrt: lr × sqrt(B))."""
+        b = self.train.batch_size
+        if self.optim.lr_scaling == "linear":
+            return self.optim.lr * b / 256
+        if self.optim.lr_scaling == "sqrt":
+            return self.optim.lr * math.sqrt(b)
+        return self.optim.lr
+
+    # ----------------------------------------------------------------- validation
+    def validate(self) -> "Config":
+        """Raise :class:`ConfigError` on the first bad value; return self when all is well."""
+        m, d, a, mo, o, t, e = (self.method, self.data, self.augment, self.model, self.optim,
+                                self.train, self.eval)
+        _one_of("method.name", m.name, METHODS)
+        _positive("method.temperature", m.temperature)
+
+        _one_of("data.source", d.source, SOURCES)
+        if d.source in ("parquet", "folder") and not d.path:
+            raise ConfigError("data.path", d.path, f"a path is required for data.source={d.source!r}")
+        _int_at_least("data.image_size", d.image_size, 8)
+        if d.num_images is not None:
+            _int_at_least("data.num_images", d.num_images, 2)
+        if d.num_test_images is not None:
+            _int_at_least("data.num_test_images", d.num_test_images, 1)
+        if not (0.0 < d.val_fraction < 1.0):
+            raise ConfigError("data.val_fraction", d.val_fraction, "a fraction in (0, 1)")
+
+        _one_of("augment.recipe", a.recipe, RECIPES, prefixes=("pair:",))
+        _int_at_least("augment.crop_size", a.crop_size, 8)
+        if not (0.0 <= a.color_strength <= 2.0):
+            raise ConfigError("augment.color_strength", a.color_strength, "a number in [0, 2]")
+        _one_of("augment.compute", a.compute, COMPUTES)
+        _int_at_least("augment.actors", a.actors, 1)
+        _positive("augment.cpus_per_actor", a.cpus_per_actor)
+        _int_at_least("augment.batch_size", a.batch_size, 1)
+
+        _one_of("model.backbone", mo.backbone, BACKBONES)
+        _int_at_least("model.proj_depth", mo.proj_depth, 0)
+        if mo.proj_depth > 4:
+            raise ConfigError("model.proj_depth", mo.proj_depth, "an integer from 0 to 4")
+        _int_at_least("model.proj_hidden_dim", mo.proj_hidden_dim, 1)
+        _int_at_least("model.proj_out_dim", mo.proj_out_dim, 1)
+
+        _one_of("optim.optimizer", o.optimizer, OPTIMIZERS)
+        _positive("optim.lr", o.lr)
+        _one_of("optim.lr_scaling", o.lr_scaling, LR_SCALINGS)
+        if o.weight_decay < 0:
+            raise ConfigError("optim.weight_decay", o.weight_decay, "a number >= 0")
+        if not (0.0 <= o.momentum < 1.0):
+            raise ConfigError("optim.momentum", o.momentum, "a number in [0, 1)")
+        if o.warmup_epochs < 0:
+            raise ConfigError("optim.warmup_epochs", o.warmup_epochs, "a number >= 0")
+        _one_of("optim.schedule", o.schedule, SCHEDULES)
+        if not (0.0 <= o.min_lr_ratio <= 1.0):
+            raise ConfigError("optim.min_lr_ratio", o.min_lr_ratio, "a number in [0, 1]")
+
+        _int_at_least("train.epochs", t.epochs, 1)
+        _int_at_least("train.workers", t.workers, 1)
+        _int_at_least("train.batch_size", t.batch_size, 2)
+        if t.batch_size % t.workers:
+            raise ConfigError("train.batch_size", t.batch_size,
+                              f"a multiple of train.workers = {t.workers}")
+        if t.batch_size // t.workers < 2:
+            raise ConfigError("train.batch_size", t.batch_size,
+                              f"at least 2 images per worker ({2 * t.workers} for {t.workers} workers)")
+        _positive("train.cpus_per_worker", t.cpus_per_worker)
+        _int_at_least("train.checkpoint_every", t.checkpoint_every, 1)
+        _int_at_least("train.num_to_keep", t.num_to_keep, 1)
+        if o.warmup_epochs > t.epochs:
+            raise ConfigError("optim.warmup_epochs", o.warmup_epochs,
+                              f"at most train.epochs = {t.epochs}")
+
+        _int_at_least("eval.knn_k", e.knn_k, 1)
+        _positive("eval.knn_temperature", e.knn_temperature)
+        _int_at_least("eval.knn_every", e.knn_every, 0)
+        if e.knn_bank_size is not None:
+            _int_at_least("eval.knn_bank_size", e.knn_bank_size, 1)
+
+        if not self.storage_path:
+            raise ConfigError("storage_path", self.storage_path, "a non-empty path or URI")
+        return self
+
+
+_SECTIONS = {f.name: f.type for f in fields(Config) if f.name in
+             ("method", "data", "augment", "model", "optim", "train", "eval")}
+_SECTION_CLASSES = {"method": MethodConfig, "data": DataConfig, "augment": AugmentConfig,
+                    "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig,
+                    "eval": EvalConfig}
+_TOP_LEVEL = ("storage_path", "name", "preset")
+
+
+def _leaf_index() -> dict[str, list[str]]:
+    index: dict[str, list[str]] = {}
+    for section, cls in _SECTION_CLASSES.items():
+        for f in fields(cls):
+            index.setdefault(f.name, []).append(f"{section}.{f.name}")
+    return index
+
+
+_LEAVES = _leaf_index()
+
+
+def all_keys() -> list[str]:
+    """Every dotted key a Config accepts."""
+    return sorted([p for paths in _LEAVES.values() for p in paths] + list(_TOP_LEVEL))
+
+
+def resolve_key(key: str) -> str:
+    """Map ``"epochs"`` to ``"train.epochs"``; dotted keys are checked and returned unchanged."""
+    if key in _TOP_LEVEL:
+        return key
+    if "." in key:
+        section, _, leaf = key.partition(".")
+        cls = _SECTION_CLASSES.get(section)
+        if cls is None or leaf not in {f.name for f in fields(cls)}:
+            raise ConfigError(key, "(override)", "an existing field; known fields: " + ", ".join(all_keys()))
+        return key
+    paths = _LEAVES.get(key)
+    if not paths:
+        raise ConfigError(key, "(override)", "an existing field; known fields: " + ", ".join(all_keys()))
+    if len(paths) > 1:
+        raise ConfigError(key, "(override)", "an unambiguous name; use one of " + ", ".join(paths))
+    return paths[0]
+
+
+def _set_path(d: dict, dotted: str, value: Any) -> None:
+    if "." not in dotted:
+        d[dotted] = value
+        return
+    section, _, leaf = dotted.partition(".")
+    d[section][leaf] = value
+
+
+def _from_dict(cls, d: Mapping[str, Any], prefix: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(d) - set(known)
+    if unknown:
+        name = prefix + sorted(unknown)[0]
+        raise ConfigError(name, d[sorted(unknown)[0]], "an existing field of " + cls.__name__ +
+                          ": " + ", ".join(known))
+    kwargs = {}
+    for name, value in d.items():
+        sub = _SECTION_CLASSES.get(name) if cls is Config else None
+        if sub is not None and isinstance(value, Mapping):
+            kwargs[name] = _from_dict(sub, value, prefix=f"{name}.")
+        elif sub is not None and is_dataclass(value):
+            kwargs[name] = value
+        else:
+            kwargs[name] = _coerce(prefix + name, value, known[name].default)
+    return cls(**kwargs)
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Light type coercion: ints given for floats, strings from the CLI for numbers and booleans."""
+    if isinstance(value, str) and not isinstance(default, str) and default is not None:
+        value = parse_value(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(name, value, "true or false")
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(default, (int, float)) and not isinstance(value, (int, float)):
+        raise ConfigError(name, value, f"a number (like {default!r})")
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+        raise ConfigError(name, value, "an integer")
+    return value
+
+
+def parse_value(text: str) -> Any:
+    """Parse a CLI value: numbers, true/false/none, Python literals; anything else stays a string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _one_of(name: str, value: Any, allowed: tuple, prefixes: tuple = ()) -> None:
+    if value in allowed or (isinstance(value, str) and value.startswith(prefixes) and prefixes):
+        return
+    extra = [p + "..." for p in prefixes]
+    raise ConfigError(name, value, "one of " + ", ".join(list(map(str, allowed)) + extra))
+
+
+def _positive(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 \
+            or not math.isfinite(value):
+        raise ConfigError(name, value, "a finite number > 0")
+
+
+def _int_at_least(name: str, value: Any, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(name, value, f"an integer >= {low}")
+
+
+# --------------------------------------------------------------------------- presets
+def preset(name: str) -> Config:
+    """The papers' defaults at three scales.
+
+    - ``tiny``: CPU, seconds to minutes: small CNN on the embedded 32 px set.
+    - ``cifar10``: ResNet-18 with the CIFAR stem, SimCLR's CIFAR recipe (appendix B.9: colour strength
+      0.5, no blur, τ = 0.5, LARS, lr 1.0 × B/256, wd 1e-6, 10 warm-up epochs, cosine).
+    - ``imagenet``: ResNet-50 at 224 px, SimCLR's ImageNet recipe (colour strength 1, blur, batch 4096,
+      LARS lr 0.3 × B/256, wd 1e-6, τ = 0.1, 3-layer-deep heads are SimCLRv2's).
+    """
+    if name == "tiny":
+        return Config(
+            method=MethodConfig(temperature=0.2),
+            data=DataConfig(source="embedded", image_size=32, num_images=2000,
+                            num_test_images=500),
+            augment=AugmentConfig(crop_size=32, color_strength=0.5, blur=False, compute="tasks",
+                                  actors=1, cpus_per_actor=1.0, batch_size=128),
+            model=ModelConfig(backbone="tiny_cnn", proj_depth=2, proj_hidden_dim=256,
+                              proj_out_dim=64),
+            optim=OptimConfig(optimizer="sgd", lr=0.5, weight_decay=1e-4, warmup_epochs=0.5),
+            train=TrainConfig(epochs=4, batch_size=128, workers=2, cpus_per_worker=1.0),
+            eval=EvalConfig(knn_k=20, knn_temperature=0.1),
+            preset="tiny",
+        )
+    if name == "cifar10":
+        return Config(
+            method=MethodConfig(temperature=0.5),
+            data=DataConfig(source="cifar10", image_size=32),
+            augment=AugmentConfig(crop_size=32, color_strength=0.5, blur=False, actors=4,
+                                  cpus_per_actor=1.0, batch_size=256),
+            model=ModelConfig(backbone="resnet18_cifar", proj_depth=2, proj_hidden_dim=2048,
+                              proj_out_dim=128),
+            optim=OptimConfig(optimizer="lars", lr=1.0, weight_decay=1e-6, warmup_epochs=10),
+            train=TrainConfig(epochs=500, batch_size=512, workers=1, cpus_per_worker=4.0),
+            eval=EvalConfig(knn_k=200, knn_temperature=0.1),
+            preset="cifar10",
+        )
+    if name == "imagenet":
+        return Config(
+            method=MethodConfig(temperature=0.1),
+            data=DataConfig(source="folder", path=None, image_size=256),
+            augment=AugmentConfig(crop_size=224, color_strength=1.0, blur=True, actors=32,
+                                  cpus_per_actor=1.0, batch_size=128),
+            model=ModelConfig(backbone="resnet50", proj_depth=2, proj_hidden_dim=2048,
+                              proj_out_dim=128),
+            optim=OptimConfig(optimizer="lars", lr=0.3, weight_decay=1e-6, warmup_epochs=10),
+            train=TrainConfig(epochs=100, batch_size=4096, workers=8, cpus_per_worker=8.0,
+                              use_gpu=True),
+            eval=EvalConfig(knn_k=200, knn_temperature=0.1, knn_bank_size=100_000),
+            preset="imagenet",
+        )
+    raise ConfigError("preset", name, "one of " + ", ".join(PRESETS))

@@ -1,0 +1,103 @@
+"""Optimizers (SGD, AdamW, LARS) and the warm-up + cosine learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from raycl.config import Config
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, peak: float,
+                  schedule: str = "cosine", min_ratio: float = 0.0) -> float:
+    """Learning rate at ``step`` (0-based).
+
+    Linear warm-up ``peak · (step + 1) / warmup_steps`` for the first ``warmup_steps`` steps, then
+    ``schedule == "cosine"``: ``lo + (peak − lo) · ½ (1 + cos(π t))`` with t going from 0 to 1 over
+    the remaining steps and ``lo = min_ratio · peak`` (SGDR without restarts, as SimCLR/MoCo v2/BYOL
+    use), or ``"constant"``: ``peak``.
+    """
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return peak
+    decay_steps = max(1, total_steps - warmup_steps)
+    t = min(1.0, (step - warmup_steps) / decay_steps)
+    lo = min_ratio * peak
+    return lo + (peak - lo) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+class LARS(torch.optim.Optimizer):
+    """Layer-wise adaptive rate scaling (You et al. 2017) as used by SimCLR and BYOL.
+
+    For each parameter p with gradient g in an adapted group: ``g ← g + wd·p``, then
+    ``g ← η·‖p‖/‖g‖ · g`` (trust ratio; 1 when either norm is 0), then SGD with momentum.
+    Groups with ``lars_exclude=True`` (biases and norm parameters) get neither weight decay nor
+    adaptation, as in the papers.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 trust_coefficient: float = 0.001):
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                        trust_coefficient=trust_coefficient, lars_exclude=False)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if not group["lars_exclude"]:
+                    if group["weight_decay"]:
+                        g = g.add(p, alpha=group["weight_decay"])
+                    p_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
+                    trust = torch.where((p_norm > 0) & (g_norm > 0),
+                                        group["trust_coefficient"] * p_norm / g_norm,
+                                        torch.ones_like(p_norm))
+                    g = g * trust
+                buf = self.state[p].get("momentum_buffer")
+                if buf is None:
+                    buf = self.state[p]["momentum_buffer"] = torch.clone(g).detach()
+                else:
+                    buf.mul_(group["momentum"]).add_(g)
+                p.add_(buf, alpha=-group["lr"])
+        return loss
+
+
+def _is_excluded(name: str, p: nn.Parameter) -> bool:
+    """Biases and normalisation parameters (1-D tensors)."""
+    return p.ndim <= 1 or name.endswith(".bias")
+
+
+def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """The optimizer named by ``cfg.optim.optimizer`` at the scaled peak learning rate.
+
+    LARS leaves biases and BN parameters out of weight decay and adaptation; SGD and AdamW decay
+    every parameter, as the MoCo and lightly references do.
+    """
+    o = cfg.optim
+    lr = cfg.effective_lr()
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if o.optimizer == "lars":
+        groups = [
+            {"params": [p for n, p in params if not _is_excluded(n, p)]},
+            {"params": [p for n, p in params if _is_excluded(n, p)], "lars_exclude": True,
+             "weight_decay": 0.0},
+        ]
+        return LARS(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    plain = [p for _, p in params]
+    if o.optimizer == "sgd":
+        return torch.optim.SGD(plain, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    if o.optimizer == "adamw":
+        return torch.optim.AdamW(plain, lr=lr, weight_decay=o.weight_decay)
+    raise ValueError(f"optim.optimizer = {o.optimizer!r} is not allowed: one of sgd, lars, adamw")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -1,0 +1,106 @@
+"""Result files of a run: tidy Parquet tables that pandas reads, its config, and a picture.
+
+A run directory holds (beside Ray Train's ``checkpoint_*`` folders):
+
+- ``history.parquet``: one row per epoch (epoch 0 is the kNN before training), metric columns plus
+  ``run`` and ``method``.
+- ``summary.parquet``: one row: the run's final metrics and every config field as ``section.field``
+  columns (concatenate many runs' summaries for a sweep table).
+- ``config.json``: the exact configuration.
+- ``curves.png``: loss, kNN accuracy and learning rate by epoch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import torch
+
+from raycl.config import Config
+
+HISTORY = "history.parquet"
+SUMMARY = "summary.parquet"
+
+
+def history_from_checkpoint(checkpoint_dir: str) -> list[dict[str, Any]]:
+    """The per-epoch history stored in a raycl checkpoint directory."""
+    from raycl.train import STATE_FILE
+
+    fs, path = _fs(checkpoint_dir)
+    with fs.open_input_file(f"{path}/{STATE_FILE}") as f:
+        state = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
+    return state["history"]
+
+
+def write_run(run_dir: str, cfg: Config, history: list[dict[str, Any]]) -> pd.DataFrame:
+    """Write the result files of a run; return its history as a DataFrame."""
+    fs, path = _fs(run_dir)
+    fs.create_dir(path, recursive=True)
+    df = pd.DataFrame(history)
+    df.insert(0, "run", cfg.name)
+    df.insert(1, "method", cfg.method.name)
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), f"{path}/{HISTORY}", filesystem=fs)
+    summary = {"run": cfg.name, **_final_metrics(df), **cfg.flat()}
+    pq.write_table(pa.Table.from_pandas(pd.DataFrame([summary]), preserve_index=False),
+                   f"{path}/{SUMMARY}", filesystem=fs)
+    with fs.open_output_stream(f"{path}/config.json") as f:
+        f.write(json.dumps(cfg.to_dict(), indent=2).encode())
+    if len(df):
+        with fs.open_output_stream(f"{path}/curves.png") as f:
+            f.write(plot_history(df))
+    return df
+
+
+def read_runs(paths: list[str]) -> pd.DataFrame:
+    """Concatenate the ``summary.parquet`` of several run directories (one row per run)."""
+    return pd.concat([pd.read_parquet(os.path.join(p, SUMMARY)) for p in paths], ignore_index=True)
+
+
+def _final_metrics(df: pd.DataFrame) -> dict[str, Any]:
+    if not len(df):
+        return {}
+    last = df.iloc[-1]
+    out = {f"final_{k}": last[k] for k in df.columns if k not in ("run", "method") and pd.notna(last[k])}
+    if "knn_top1" in df:
+        out["best_knn_top1"] = float(df["knn_top1"].max())
+        if (df["epoch"] == 0).any():
+            out["init_knn_top1"] = float(df.loc[df["epoch"] == 0, "knn_top1"].iloc[0])
+    return out
+
+
+def plot_history(df: pd.DataFrame) -> bytes:
+    """PNG bytes of loss, kNN top-1 and learning rate against epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [c for c in ("loss", "knn_top1", "pretext_top1", "lr") if c in df]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
+    titles = {"loss": "training loss", "knn_top1": "kNN top-1 (validation)",
+              "pretext_top1": "pretext top-1", "lr": "learning rate"}
+    for ax, col in zip(axes[0], panels):
+        d = df[["epoch", col]].dropna()
+        ax.plot(d["epoch"], d[col], marker="o", ms=3)
+        ax.set_title(titles[col])
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{df['run'].iloc[0]}", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _fs(path: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), os.path.abspath(path)

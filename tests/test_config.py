@@ -1,0 +1,119 @@
+"""Configuration: presets validate, overrides resolve, and every bad value gets a clear error."""
+
+import pytest
+
+from raycl.cli import main as cli_main
+from raycl.config import Config, ConfigError, preset, resolve_key
+
+
+@pytest.mark.parametrize("name", ["tiny", "cifar10", "imagenet"])
+def test_presets_are_valid_and_carry_paper_defaults(name):
+    cfg = preset(name).override({"data.path": "/data"} if name == "imagenet" else {}).validate()
+    assert cfg.preset == name
+    if name == "cifar10":  # SimCLR appendix B.9
+        assert (cfg.model.backbone, cfg.augment.color_strength, cfg.augment.blur) == (
+            "resnet18_cifar", 0.5, False)
+        assert cfg.method.temperature == 0.5
+    if name == "imagenet":
+        assert (cfg.model.backbone, cfg.augment.crop_size, cfg.augment.blur) == ("resnet50", 224, True)
+
+
+def test_round_trip_through_dict():
+    cfg = preset("tiny").override({"optim.lr": 0.7})
+    assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_override_forms():
+    cfg = preset("tiny").override({"epochs": 3, "optim.lr": "0.1", "model": {"proj_depth": 3}})
+    assert (cfg.train.epochs, cfg.optim.lr, cfg.model.proj_depth) == (3, 0.1, 3)
+    assert resolve_key("temperature") == "method.temperature"
+
+
+def _error(**overrides) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        preset("tiny").override(overrides).validate()
+    return info.value
+
+
+def test_unknown_method():
+    e = _error(**{"method.name": "simsiam"})
+    assert e.field == "method.name" and "'simsiam'" in str(e) and "simclr" in str(e)
+
+
+@pytest.mark.parametrize("tau", [0.0, -0.5])
+def test_temperature_must_be_positive(tau):
+    e = _error(**{"method.temperature": tau})
+    assert e.field == "method.temperature" and repr(tau) in str(e) and "> 0" in str(e)
+
+
+def test_batch_not_divisible_by_workers():
+    e = _error(**{"train.batch_size": 129, "train.workers": 2})
+    assert e.field == "train.batch_size" and "129" in str(e) and "multiple of train.workers = 2" in str(e)
+
+
+def test_batch_below_two_per_worker():
+    e = _error(**{"train.batch_size": 4, "train.workers": 4})
+    assert e.field == "train.batch_size" and "at least 2 images per worker" in str(e)
+
+
+@pytest.mark.parametrize("epochs", [0, -3])
+def test_epochs_must_be_positive(epochs):
+    e = _error(**{"train.epochs": epochs, "optim.warmup_epochs": 0})
+    assert e.field == "train.epochs" and str(epochs) in str(e) and ">= 1" in str(e)
+
+
+def test_unknown_optimizer():
+    e = _error(**{"optim.optimizer": "adagrad"})
+    assert e.field == "optim.optimizer" and "'adagrad'" in str(e) and "lars" in str(e)
+
+
+def test_negative_lr():
+    e = _error(**{"optim.lr": -0.1})
+    assert e.field == "optim.lr" and "-0.1" in str(e)
+
+
+def test_workers_must_be_positive():
+    e = _error(**{"train.workers": 0})
+    assert e.field == "train.workers" and ">= 1" in str(e)
+
+
+def test_unknown_source_and_missing_path():
+    assert _error(**{"data.source": "mnist"}).field == "data.source"
+    e = _error(**{"data.source": "parquet"})
+    assert e.field == "data.path" and "required" in str(e)
+
+
+def test_projection_depth_range():
+    e = _error(**{"model.proj_depth": 7})
+    assert e.field == "model.proj_depth" and "0 to 4" in str(e)
+
+
+def test_warmup_longer_than_run():
+    e = _error(**{"optim.warmup_epochs": 10, "train.epochs": 2})
+    assert e.field == "optim.warmup_epochs" and "train.epochs = 2" in str(e)
+
+
+def test_unknown_and_ambiguous_keys():
+    with pytest.raises(ConfigError, match="known fields"):
+        preset("tiny").override({"optim.learning_rate": 1.0})
+    with pytest.raises(ConfigError, match="unambiguous"):
+        preset("tiny").override({"batch_size": 64})  # train.batch_size or augment.batch_size
+
+
+def test_type_errors_name_the_field():
+    with pytest.raises(ConfigError, match="train.epochs"):
+        preset("tiny").override({"train.epochs": "many"})
+    with pytest.raises(ConfigError, match="model.sync_bn"):
+        preset("tiny").override({"model.sync_bn": 3})
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="preset = 'huge'"):
+        preset("huge")
+
+
+def test_cli_reports_config_errors(capsys):
+    assert cli_main(["config", "--set", "method.temperature=0"]) == 2
+    assert "method.temperature = 0" in capsys.readouterr().err
+    assert cli_main(["config", "--set", "optim.lr=0.05"]) == 0
+    assert "optim.lr = 0.05" in capsys.readouterr().out
