@@ -382,7 +382,8 @@ def _int_at_least(name: str, value: Any, low: int) -> None:
 def preset(name: str) -> Config:
     """The papers' defaults at three scales.
 
-    - ``tiny``: CPU, seconds to minutes: small CNN on the embedded 32 px set.
+    - ``tiny``: CPU, about a minute: small CNN on the embedded 32 px set, AdamW (not a paper recipe:
+      chosen so a few CPU epochs clearly learn).
     - ``cifar10``: ResNet-18 with the CIFAR stem, SimCLR's CIFAR recipe (appendix B.9: colour strength
       0.5, no blur, τ = 0.5, LARS, lr 1.0 × B/256, wd 1e-6, 10 warm-up epochs, cosine).
     - ``imagenet``: ResNet-50 at 224 px, SimCLR's ImageNet recipe (colour strength 1, blur, batch 4096,
@@ -397,7 +398,9 @@ def preset(name: str) -> Config:
                                   actors=1, cpus_per_actor=1.0, batch_size=128),
             model=ModelConfig(backbone="tiny_cnn", proj_depth=2, proj_hidden_dim=256,
                               proj_out_dim=64),
-            optim=OptimConfig(optimizer="sgd", lr=0.5, weight_decay=1e-4, warmup_epochs=0.5),
+            # AdamW trains the small CNN in a few CPU epochs (kNN 0.25 → 0.40 in 4 epochs, one
+            # process); SGD at the same budget barely moved (0.25 → 0.14).
+            optim=OptimConfig(optimizer="adamw", lr=6e-3, weight_decay=1e-4, warmup_epochs=0.5),
             train=TrainConfig(epochs=4, batch_size=128, workers=2, cpus_per_worker=1.0),
             eval=EvalConfig(knn_k=20, knn_temperature=0.1),
             preset="tiny",

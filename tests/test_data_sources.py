@@ -113,8 +113,12 @@ def test_make_images_is_fast():
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [({"n": -1}, "n"), ({"n": 2, "image_size": 8}, "image_size"), ({"n": 2, "num_classes": 11}, "num_classes"),
-     ({"n": 2, "start": -3}, "start")],
+    [
+        ({"n": -1}, "n"),
+        ({"n": 2, "image_size": 8}, "image_size"),
+        ({"n": 2, "num_classes": 11}, "num_classes"),
+        ({"n": 2, "start": -3}, "start"),
+    ],
 )
 def test_make_images_rejects_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=rf"{name}=-?\d+"):
@@ -146,7 +150,10 @@ def test_embedded_default_sizes():
 
 
 def _write_parquet(file: Path, images: np.ndarray, labels: np.ndarray, **extra) -> None:
-    columns = {"image": pa.array([_png(a) for a in images], pa.binary()), "label": pa.array(labels, pa.int16())}
+    columns = {
+        "image": pa.array([_png(a) for a in images], pa.binary()),
+        "label": pa.array(labels, pa.int16()),
+    }
     pq.write_table(pa.table({**columns, **extra}), file)
 
 

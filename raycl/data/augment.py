@@ -96,11 +96,6 @@ def _coin(generator, n: int, p: float, device) -> Tensor:
     return _rand(generator, n, device=device) < p
 
 
-def _as_per_sample(value, n: int, device) -> Tensor:
-    t = torch.as_tensor(value, dtype=torch.float32, device=device)
-    return t.expand(n) if t.ndim == 0 else t
-
-
 def _where_samples(mask: Tensor | None, new: Tensor, old: Tensor) -> Tensor:
     """``new`` for the samples where ``mask`` is True, else ``old``.  (``lerp``
     with 0/1 weights is exact and much faster than ``where`` with bool masks on
@@ -127,34 +122,39 @@ def _pair(size) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def _resample_weights(start: Tensor, length: Tensor, in_size: int, out_size: int, antialias: bool) -> Tensor:
-    """Per-sample 1-D resampling matrices [B, out_size, in_size].
+def _resample_taps(
+    start: Tensor, length: Tensor, out_size: int, antialias: bool
+) -> tuple[Tensor, Tensor]:
+    """Per-sample banded 1-D resampling: source indices and weights ``[B, out, T]``.
 
-    Row ``i`` holds the weights with which input pixels ``start .. start+length-1``
-    contribute to output pixel ``i`` when that span is resized to ``out_size``.
-    This is the triangle (bilinear) filter of torch's ``interpolate(...,
-    mode="bilinear", align_corners=False, antialias=antialias)``: with
+    Output pixel ``i`` of the span ``start .. start+length-1`` resized to
+    ``out_size`` is ``sum_t w[b, i, t] * src[idx[b, i, t]]``.  This is the
+    triangle (bilinear) filter of torch's ``interpolate(..., mode="bilinear",
+    align_corners=False, antialias=antialias)``, which torchvision uses: with
     ``antialias`` and a downscale factor ``s > 1`` the triangle is widened to
-    ``s`` pixels (PIL / torchvision behaviour), otherwise it is plain bilinear
-    (with the edge clamping of ``interpolate``).
+    ``s`` pixels (PIL behaviour); otherwise it is plain bilinear, clamped at the
+    span's edges.  ``T`` is the widest support in the batch (3 when not
+    downscaling, one of them with weight 0).
     """
     device = start.device
     scale = length / out_size  # [B]
-    centre = (torch.arange(out_size, device=device, dtype=torch.float32) + 0.5) * scale[:, None]  # [B, out]
-    j = torch.arange(in_size, device=device, dtype=torch.float32)
-    rel = j[None, :] - start[:, None]  # crop-relative index [B, in]
     support = scale.clamp(min=1.0) if antialias else torch.ones_like(scale)
-    dist = (rel[:, None, :] + 0.5 - centre[:, :, None]).abs() / support[:, None, None]
-    w = (1.0 - dist).clamp_(min=0.0)
-    inside = (rel >= 0) & (rel < length[:, None])
-    w = w * inside[:, None, :]
-    return w / w.sum(-1, keepdim=True)
+    taps = int(math.ceil(2 * float(support.max()))) + 1
+    centre = (torch.arange(out_size, device=device, dtype=torch.float32) + 0.5) * scale[:, None]  # [B, out]
+    first = torch.floor(centre - support[:, None] + 0.5).clamp_(min=0.0)
+    j = first[:, :, None] + torch.arange(taps, device=device, dtype=torch.float32)  # crop-relative [B, out, T]
+    w = (1.0 - (j + 0.5 - centre[:, :, None]).abs() / support[:, None, None]).clamp_(min=0.0)
+    w = w * (j < length[:, None, None])
+    w = w / w.sum(-1, keepdim=True)
+    idx = torch.minimum(j, (length - 1)[:, None, None]) + start[:, None, None]
+    keep = w.abs().sum((0, 1)) > 0  # drop taps that are zero for every sample
+    return idx[..., keep].long(), w[..., keep]
 
 
 def _bilinear_grid_sample(x: Tensor, boxes: Tensor, out_h: int, out_w: int, flip: Tensor | None) -> Tensor:
-    # Plain bilinear resize of each box via one grid_sample call.  Source
-    # coordinates follow interpolate(align_corners=False) and are clamped to the
-    # box (interpolate clamps at the crop's edge, not the image's).
+    # Plain bilinear resize of every box with one grid_sample call.  Source
+    # coordinates follow interpolate(align_corners=False), clamped to the box
+    # (interpolate clamps at the crop's edge, not the image's).
     B, C, H, W = x.shape
     top, left, height, width = boxes.unbind(-1)
 
@@ -173,16 +173,32 @@ def _bilinear_grid_sample(x: Tensor, boxes: Tensor, out_h: int, out_w: int, flip
     )
 
 
-def _matmul_resample(x: Tensor, boxes: Tensor, out_h: int, out_w: int, flip: Tensor | None, antialias: bool) -> Tensor:
-    # Separable resampling matrices and two batched matmuls: Wy @ x @ Wx^T.
+def _banded_resample(x: Tensor, boxes: Tensor, out_h: int, out_w: int, flip: Tensor | None, antialias: bool) -> Tensor:
+    # Separable banded resampling (any scale, antialiased when downscaling).
     B, C, H, W = x.shape
     top, left, height, width = boxes.unbind(-1)
-    wy = _resample_weights(top, height, H, out_h, antialias).to(x.dtype)
-    wx = _resample_weights(left, width, W, out_w, antialias).to(x.dtype)
+    iy, wy = _resample_taps(top, height, out_h, antialias)
+    ix, wx = _resample_taps(left, width, out_w, antialias)
     if flip is not None:
-        wx = torch.where(flip.view(-1, 1, 1), wx.flip(1), wx)
-    out = torch.bmm(x.reshape(B, C * H, W), wx.transpose(1, 2)).view(B, C, H, out_w)
-    return torch.matmul(wy.unsqueeze(1), out)
+        f = flip.view(-1, 1, 1)
+        ix = torch.where(f, ix.flip(1), ix)
+        wx = torch.where(f, wx.flip(1), wx)
+    wy, wx = wy.to(x.dtype), wx.to(x.dtype)
+    # vertical pass: rows of x viewed as [B*C*H, W]
+    rows = x.reshape(B * C * H, W)
+    base = (torch.arange(B * C, device=x.device) * H).view(B, C, 1)
+    tmp = None
+    for t in range(iy.shape[-1]):
+        sel = rows.index_select(0, (base + iy[:, None, :, t]).reshape(-1)).view(B, C, out_h, W)
+        term = sel.mul_(wy[:, None, :, t, None])
+        tmp = term if tmp is None else tmp.add_(term)
+    # horizontal pass: gather along the last axis
+    out = None
+    for t in range(ix.shape[-1]):
+        idx = ix[:, None, None, :, t].expand(B, C, out_h, out_w)
+        term = tmp.gather(3, idx).mul_(wx[:, None, None, :, t])
+        out = term if out is None else out.add_(term)
+    return out
 
 
 def resized_crop(
@@ -198,37 +214,40 @@ def resized_crop(
     ``boxes``: ``[B, 4]`` (top, left, height, width) in integer pixels, as
     returned by torchvision's ``RandomResizedCrop.get_params``.  ``flip``: an
     optional bool ``[B]``; flipped samples are mirrored horizontally for free
-    (the flip is folded into the sampling coordinates).
+    (folded into the sampling coordinates).
 
     Matches ``torchvision.transforms.v2.functional.resized_crop(...,
     antialias=antialias)`` (bilinear) both when upsampling and when
-    downsampling.  Samples whose box is not larger than the output in either
-    axis (always the case for CIFAR / STL-style crops of an image at the output
-    resolution) are resampled with one ``grid_sample`` call: there the
-    antialiasing filter is plain bilinear.  Samples that are downscaled along
-    some axis go through separable per-sample resampling matrices (the
-    triangle filter widened by the downscale factor when ``antialias``, as
-    torch/PIL do) applied with two batched matmuls, cost ``O(B*C*H*W*S)``.
+    downsampling.  Samples not downscaled along either axis (always the case
+    for crops of an image already at the output resolution, e.g. CIFAR / STL)
+    are resampled with one ``grid_sample`` call: there the antialiasing
+    filter is plain bilinear.  With ``antialias``, samples downscaled along
+    some axis go through a separable banded resampling with the triangle
+    filter widened by the downscale factor (as torch / PIL), see
+    :func:`_resample_taps`.
     """
     B, C, H, W = x.shape
     out_h, out_w = _pair(size)
     boxes = boxes.to(device=x.device, dtype=torch.float32)
     if flip is not None:
         flip = flip.to(x.device)
+    if not antialias:
+        return _bilinear_grid_sample(x, boxes, out_h, out_w, flip)
     down = (boxes[:, 2] > out_h) | (boxes[:, 3] > out_w)
-    if antialias and bool(down.any()):
-        if bool(down.all()):
-            return _matmul_resample(x, boxes, out_h, out_w, flip, True)
-        out = x.new_empty(B, C, out_h, out_w)
-        for sel in (down, ~down):
-            idx = torch.nonzero(sel).squeeze(1)
-            f = None if flip is None else flip[idx]
-            if sel is down:
-                out[idx] = _matmul_resample(x[idx], boxes[idx], out_h, out_w, f, True)
-            else:
-                out[idx] = _bilinear_grid_sample(x[idx], boxes[idx], out_h, out_w, f)
-        return out
-    return _bilinear_grid_sample(x, boxes, out_h, out_w, flip)
+    n_down = int(down.sum())
+    if n_down == 0:
+        return _bilinear_grid_sample(x, boxes, out_h, out_w, flip)
+    if n_down == B:
+        return _banded_resample(x, boxes, out_h, out_w, flip, True)
+    out = x.new_empty(B, C, out_h, out_w)
+    for is_down in (True, False):
+        idx = torch.nonzero(down if is_down else ~down).squeeze(1)
+        f = None if flip is None else flip[idx]
+        if is_down:
+            out[idx] = _banded_resample(x[idx], boxes[idx], out_h, out_w, f, True)
+        else:
+            out[idx] = _bilinear_grid_sample(x[idx], boxes[idx], out_h, out_w, f)
+    return out
 
 
 def sample_crop_boxes(
@@ -431,34 +450,42 @@ def color_jitter(
     bool ``[B]``, samples to jitter (others untouched).  ``enabled``: which of
     the 4 ops exist at all (torchvision skips ops whose range is 0).
 
-    Random order is vectorised by sorting the batch by permutation (one
-    gather), applying the 4 ops to each of the <= 24 contiguous permutation
-    groups, and scattering back.
+    Random order is vectorised step by step: brightness, contrast and
+    saturation are all ``clamp(f * x + (1 - f) * ref)`` with ``ref`` = 0, the
+    mean luma or the per-pixel luma, so at each of the 4 steps one blend
+    serves every sample whose op at that step is one of them (``f = 1``, an
+    exact no-op, for the others), and hue is applied to the subset whose op
+    at that step is hue.
     """
     B = x.shape[0]
     device = x.device
-    factors = factors.to(device)
+    factors = factors.to(device=device, dtype=torch.float32)
     if order is None:
         order = torch.arange(4, device=device).expand(B, 4)
     order = order.to(device)
-    code = (order * torch.tensor([64, 16, 4, 1], device=device)).sum(1)
-    if mask is not None:
-        code = torch.where(mask.to(device), code, torch.full_like(code, -1))
-    code, perm = torch.sort(code, stable=True)
-    groups, counts = torch.unique_consecutive(code, return_counts=True)
-    xs = x[perm]
-    fs = factors[perm]
-    start = 0
-    for c, n in zip(groups.tolist(), counts.tolist()):
-        if c >= 0:
-            seg, f = xs[start : start + n], fs[start : start + n]
-            for op in (c // 64, (c // 16) % 4, (c // 4) % 4, c % 4):
-                if enabled[op]:
-                    seg = _JITTER_FNS[op](seg, f[:, op])
-            xs[start : start + n] = seg
-        start += n
-    out = torch.empty_like(x)
-    out[perm] = xs
+    active = torch.ones(B, dtype=torch.bool, device=device) if mask is None else mask.to(device)
+    on = torch.tensor(list(enabled), device=device)
+    out = x
+    for step in range(4):
+        op = order[:, step]
+        sel = active & on[op]
+        f = factors.gather(1, op[:, None]).squeeze(1)
+        blend = sel & (op != 3)
+        hue = sel & (op == 3)
+        if bool(blend.any()):
+            fb = torch.where(blend, f, torch.ones_like(f)).view(-1, 1, 1, 1)
+            use_c = (blend & (op == 1)).to(out.dtype).view(-1, 1, 1, 1)
+            use_s = (blend & (op == 2)).to(out.dtype).view(-1, 1, 1, 1)
+            if bool((use_c + use_s).any()):
+                gray = rgb_to_grayscale(out)
+                ref = gray * use_s + gray.mean(dim=(1, 2, 3), keepdim=True) * use_c
+                out = (out * fb).add_(ref * (1.0 - fb)).clamp_(0.0, 1.0)
+            else:
+                out = (out * fb).clamp_(0.0, 1.0)
+        if bool(hue.any()):
+            idx = torch.nonzero(hue).squeeze(1)
+            out = out.clone() if out is x else out
+            out[idx] = adjust_hue(out[idx], f[idx])
     return out
 
 

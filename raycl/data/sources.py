@@ -22,6 +22,7 @@ import socket
 import tarfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -56,20 +57,30 @@ DEFAULT_CACHE_DIR = Path("~/.cache/raycl")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
 CIFAR100_CLASSES = tuple(
-    """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can
-    castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin
-    elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster
-    man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck
-    pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk
-    skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger
-    tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()
+    """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly
+    camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup
+    dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower
+    leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid
+    otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road
+    rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower
+    sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale
+    willow_tree wolf woman worm""".split()
 )
 
-# torchvision dataset name, display name, archive folder, class names, allowed splits.
+
+
+class _TorchvisionDataset(NamedTuple):
+    class_name: str  # in torchvision.datasets
+    display_name: str
+    folder: str  # what torchvision extracts under its root
+    classes: tuple[str, ...]
+    splits: tuple[str, ...]
+
+
 _TORCHVISION = {
-    "cifar10": ("CIFAR10", "CIFAR-10", "cifar-10-batches-py", CIFAR10_CLASSES, SPLITS),
-    "cifar100": ("CIFAR100", "CIFAR-100", "cifar-100-python", CIFAR100_CLASSES, SPLITS),
-    "stl10": ("STL10", "STL-10", "stl10_binary", STL10_CLASSES, SPLITS + ("unlabeled",)),
+    "cifar10": _TorchvisionDataset("CIFAR10", "CIFAR-10", "cifar-10-batches-py", CIFAR10_CLASSES, SPLITS),
+    "cifar100": _TorchvisionDataset("CIFAR100", "CIFAR-100", "cifar-100-python", CIFAR100_CLASSES, SPLITS),
+    "stl10": _TorchvisionDataset("STL10", "STL-10", "stl10_binary", STL10_CLASSES, SPLITS + ("unlabeled",)),
 }
 
 # Errors a failed or interrupted download can surface as.
@@ -115,7 +126,7 @@ def load_table(
         DataUnavailableError: a torchvision dataset is not on disk and could not be downloaded.
     """
     _check_choice("source", source, SOURCES)
-    allowed_splits = _TORCHVISION[source][4] if source in _TORCHVISION else SPLITS
+    allowed_splits = _TORCHVISION[source].splits if source in _TORCHVISION else SPLITS
     _check_choice("split", split, allowed_splits)
     if num_images is not None:
         _check_positive_int("num_images", num_images)
@@ -141,7 +152,7 @@ def class_names(source: str, *, path: str | os.PathLike | None = None) -> tuple[
     if source == "embedded":
         return CLASS_NAMES
     if source in _TORCHVISION:
-        return _TORCHVISION[source][3]
+        return _TORCHVISION[source].classes
     root = _require_path(source, path)
     if source == "folder":
         return tuple(cls.name for cls in _class_dirs(_folder_split_root(root, "train")))
@@ -244,8 +255,6 @@ def _num_val(count: int, val_fraction: float) -> int:
 def _load_embedded(split: str, image_size: int, num_images: int | None, seed: int) -> pa.Table:
     n = EMBEDDED_DEFAULT_SIZES[split] if num_images is None else num_images
     start = EMBEDDED_TEST_OFFSET if split == "test" else 0
-    if split == "train" and n > EMBEDDED_TEST_OFFSET:
-        raise ValueError(f"num_images={n} is invalid for the embedded train split; expected <= {EMBEDDED_TEST_OFFSET}")
     images, labels = make_images(n, seed=seed, image_size=image_size, start=start)
     return _table(encode_png(images), labels)
 
@@ -283,9 +292,13 @@ def _load_parquet(file: Path) -> pa.Table:
         )
     image_type, label_type = schema.field("image").type, schema.field("label").type
     if not (pa.types.is_binary(image_type) or pa.types.is_large_binary(image_type)):
-        raise ValueError(f"path={str(file)!r} is invalid: column 'image' has type {image_type}; expected binary")
+        raise ValueError(
+            f"path={str(file)!r} is invalid: column 'image' has type {image_type}; expected binary"
+        )
     if not pa.types.is_integer(label_type):
-        raise ValueError(f"path={str(file)!r} is invalid: column 'label' has type {label_type}; expected an integer")
+        raise ValueError(
+            f"path={str(file)!r} is invalid: column 'label' has type {label_type}; expected an integer"
+        )
     table = pq.read_table(file, columns=["image", "label"])
     return table.cast(pa.schema([("image", pa.binary()), ("label", pa.int64())]))
 
@@ -318,7 +331,9 @@ def _folder_split_root(root: Path, split: str) -> Path:
         return root / split
     present = [s for s in SPLITS if (root / s).is_dir()]
     if present:
-        raise ValueError(f"split={split!r} is invalid for path={str(root)!r}: it has only split folder(s) {present}")
+        raise ValueError(
+            f"split={split!r} is invalid for path={str(root)!r}: it has only split folder(s) {present}"
+        )
     return root
 
 
@@ -366,18 +381,18 @@ def _load_torchvision(
 
 def _open_torchvision(source: str, split: str, root: Path, download: bool):
     """Construct the torchvision dataset; DataUnavailableError if it is missing or cannot be fetched."""
-    class_name, display_name, folder, _, _ = _TORCHVISION[source]
+    spec = _TORCHVISION[source]
     missing = DataUnavailableError(
-        f"{display_name} (split {split!r}) was not found under {str(root)!r} "
-        f"(looked for the torchvision folder {folder!r}). Pass download=True to fetch it "
+        f"{spec.display_name} (split {split!r}) was not found under {str(root)!r} "
+        f"(looked for the torchvision folder {spec.folder!r}). Pass download=True to fetch it "
         f"with torchvision (needs network access), point path= at a directory containing "
-        f"{folder!r}, or use source='parquet' or 'embedded' instead."
+        f"{spec.folder!r}, or use source='parquet' or 'embedded' instead."
     )
-    if not download and not (root / folder).is_dir():
+    if not download and not (root / spec.folder).is_dir():
         raise missing  # fail before the slow torchvision import
     import torchvision.datasets  # deferred: slow to import and only needed here
 
-    dataset_cls = getattr(torchvision.datasets, class_name)
+    dataset_cls = getattr(torchvision.datasets, spec.class_name)
     kwargs = {"split": split} if source == "stl10" else {"train": split == "train"}
     try:
         return dataset_cls(str(root), download=False, **kwargs)
@@ -389,9 +404,9 @@ def _open_torchvision(source: str, split: str, root: Path, download: bool):
             return dataset_cls(str(root), download=True, **kwargs)
     except _DOWNLOAD_ERRORS as error:
         raise DataUnavailableError(
-            f"{display_name} (split {split!r}) is not under {str(root)!r} and downloading it failed: "
+            f"{spec.display_name} (split {split!r}) is not under {str(root)!r} and downloading it failed: "
             f"{type(error).__name__}: {error}. Download it on a machine with network access into "
-            f"{str(root)!r} (folder {folder!r}), or use source='parquet' or 'embedded' instead."
+            f"{str(root)!r} (folder {spec.folder!r}), or use source='parquet' or 'embedded' instead."
         ) from error
 
 
@@ -425,7 +440,8 @@ def _resize_array(images: np.ndarray, size: int) -> np.ndarray:
     """Fit an already decoded uint8 ``[n, H, W, 3]`` array to ``size x size`` (no copy if it fits)."""
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(
-            f"images has dtype {images.dtype} and shape {images.shape}; expected encoded bytes or uint8 [n, H, W, 3]"
+            f"images has dtype {images.dtype} and shape {images.shape}; "
+            "expected encoded bytes or uint8 [n, H, W, 3]"
         )
     if images.shape[1:3] == (size, size):
         return images

@@ -62,15 +62,17 @@ def make_labels(n: int, *, seed: int = 0, start: int = 0, num_classes: int = 10)
     any range.
     """
     _check_int("n", n, 0, None)
+    _check_int("seed", seed, 0, None)
     _check_int("start", start, 0, None)
     _check_int("num_classes", num_classes, 2, len(CLASS_NAMES))
     if n == 0:
         return np.empty(0, dtype=np.int64)
     index = np.arange(start, start + n, dtype=np.int64)
     first, last = start // num_classes, (start + n - 1) // num_classes
-    perms = np.stack(
-        [np.random.default_rng([seed, _LABEL_STREAM, b]).permutation(num_classes) for b in range(first, last + 1)]
-    )
+    perms = np.stack([
+        np.random.default_rng([seed, _LABEL_STREAM, block]).permutation(num_classes)
+        for block in range(first, last + 1)
+    ])
     return perms[index // num_classes - first, index % num_classes].astype(np.int64)
 
 
@@ -103,7 +105,9 @@ def _check_int(name: str, value: object, low: int, high: int | None) -> None:
         raise ValueError(f"{name}={value!r} is invalid; expected {allowed}")
 
 
-def _image_params(seed: int, index: int, image_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _image_params(
+    seed: int, index: int, image_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Draw one image's parameters: (geometry [8] in [0, 1), fg [3], bg [3], noise [S, S, 3])."""
     rng = np.random.default_rng([seed, _PARAM_STREAM, index])
     geometry = rng.random(_NUM_GEOMETRY)
@@ -140,19 +144,25 @@ def _render_chunk(seed: int, start: int, labels: np.ndarray, image_size: int) ->
 
 def _alpha(name: str, geometry: np.ndarray, image_size: int) -> np.ndarray:
     """Anti-aliased foreground coverage ``[m, S, S]`` in [0, 1] of pattern ``name``."""
-    signed_distance = _SHAPES[name] if name in _SHAPES else _TEXTURES[name]
-    x, y = _grid(image_size)
-    if name in _SHAPES:
-        size = 0.18 + 0.14 * geometry[:, _SIZE]  # radius-like extent, as a fraction of the image
-        reach = 0.5 - 1.1 * size  # keep the shape (almost) inside the image
-        cx = (2.0 * geometry[:, _CX] - 1.0) * reach
-        cy = (2.0 * geometry[:, _CY] - 1.0) * reach
-        u, v = _rotate(x - _col(cx), y - _col(cy), 2.0 * np.pi * geometry[:, _ANGLE])
-        d = signed_distance(u, v, _col(size))
-    else:
-        period = 0.14 + 0.14 * geometry[:, _SIZE]  # fraction of the image
-        d = signed_distance(x, y, geometry, period)
+    distance = _shape_distance if name in _SHAPES else _texture_distance
+    d = distance(name, geometry, *_grid(image_size))
     return np.clip(0.5 - d * image_size, 0.0, 1.0).astype(np.float32)
+
+
+def _shape_distance(name: str, geometry: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Signed distance to a randomly placed, scaled and rotated shape."""
+    size = 0.18 + 0.14 * geometry[:, _SIZE]  # radius-like extent, as a fraction of the image
+    reach = 0.5 - 1.1 * size  # keep the shape (almost) inside the image
+    cx = (2.0 * geometry[:, _CX] - 1.0) * reach
+    cy = (2.0 * geometry[:, _CY] - 1.0) * reach
+    u, v = _rotate(x - _col(cx), y - _col(cy), 2.0 * np.pi * geometry[:, _ANGLE])
+    return _SHAPES[name](u, v, _col(size))
+
+
+def _texture_distance(name: str, geometry: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Signed distance to a periodic texture with a random period, phase and orientation."""
+    period = 0.14 + 0.14 * geometry[:, _SIZE]  # fraction of the image
+    return _TEXTURES[name](x, y, geometry, period)
 
 
 def _grid(image_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +196,8 @@ def _square(u, v, r):
 
 def _triangle(u, v, r):
     inradius = 0.65 * r  # circumradius 1.3 r
-    edges = [np.cos(a) * u + np.sin(a) * v for a in (np.pi / 2, np.pi / 2 + 2 * np.pi / 3, np.pi / 2 + 4 * np.pi / 3)]
+    normals = np.pi / 2 + np.array([0.0, 2.0, 4.0]) * np.pi / 3  # outward edge normals
+    edges = [np.cos(a) * u + np.sin(a) * v for a in normals]
     return np.maximum(np.maximum(edges[0], edges[1]), edges[2]) - inradius
 
 
