@@ -17,7 +17,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from raycl import results
-from raycl.config import Config, ConfigError, preset as make_preset
+from raycl.config import Config, preset as make_preset
 from raycl.data.pipeline import build_pipelines
 from raycl.train import STATE_FILE, train_loop
 

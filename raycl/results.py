@@ -58,11 +58,6 @@ def write_run(run_dir: str, cfg: Config, history: list[dict[str, Any]]) -> pd.Da
     return df
 
 
-def read_runs(paths: list[str]) -> pd.DataFrame:
-    """Concatenate the ``summary.parquet`` of several run directories (one row per run)."""
-    return pd.concat([pd.read_parquet(os.path.join(p, SUMMARY)) for p in paths], ignore_index=True)
-
-
 def _final_metrics(df: pd.DataFrame) -> dict[str, Any]:
     if not len(df):
         return {}

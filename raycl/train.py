@@ -62,10 +62,6 @@ def build_model(cfg: Config) -> Method:
     return method
 
 
-def unwrap(model: nn.Module) -> Method:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, views: list[torch.Tensor]
                ) -> dict[str, torch.Tensor]:
     """One optimisation step on this worker's views; returns the detached step outputs."""
