@@ -299,7 +299,21 @@ def hflip(x: Tensor, mask: Tensor | None = None) -> Tensor:
     return _where_samples(mask, x.flip(-1), x)
 
 
-class Crop:
+class Op:
+    """An augmentation: ``sample`` draws per-sample parameters for a batch, ``apply`` uses them
+    (deterministic, so tests can compare with torchvision), and calling the op does both."""
+
+    def sample(self, x: Tensor, generator) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def apply(self, x: Tensor, params) -> Tensor:
+        raise NotImplementedError
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.apply(x, self.sample(x, generator))
+
+
+class Crop(Op):
     """Random resized crop (torchvision sampling) to ``size`` + horizontal flip
     with probability ``flip``; crop, resize and flip are one batched op."""
 
@@ -329,14 +343,11 @@ class Crop:
     def apply(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         return resized_crop(x, params["boxes"], self.size, flip=params["flip"], antialias=self.antialias)
 
-    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.apply(x, self.sample(x, generator))
-
     def __repr__(self) -> str:
         return f"Crop(size={self.size}, scale={self.scale}, ratio={self.ratio}, flip={self.flip})"
 
 
-class Flip:
+class Flip(Op):
     """Horizontal flip with probability ``p`` per sample."""
 
     def __init__(self, p: float = 0.5):
@@ -347,9 +358,6 @@ class Flip:
 
     def apply(self, x: Tensor, params) -> Tensor:
         return hflip(x, params["mask"])
-
-    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.apply(x, self.sample(x, generator))
 
     def __repr__(self) -> str:
         return f"Flip(p={self.p})"
@@ -489,7 +497,7 @@ def color_jitter(
     return out
 
 
-class Color:
+class Color(Op):
     """SimCLR colour distortion: colour jitter with probability ``p`` then
     random grayscale with probability ``gray_p``.
 
@@ -559,9 +567,6 @@ class Color:
             x = grayscale(x, params["gray"])
         return x
 
-    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.apply(x, self.sample(x, generator))
-
     def __repr__(self) -> str:
         return (
             f"Color(brightness={self.brightness}, contrast={self.contrast}, saturation={self.saturation}, "
@@ -569,7 +574,7 @@ class Color:
         )
 
 
-class Grayscale:
+class Grayscale(Op):
     """Random grayscale (ITU-R 601-2 luma, 3 channels) with probability ``p``."""
 
     def __init__(self, p: float = 0.2):
@@ -580,9 +585,6 @@ class Grayscale:
 
     def apply(self, x: Tensor, params) -> Tensor:
         return grayscale(x, params["mask"])
-
-    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.apply(x, self.sample(x, generator))
 
     def __repr__(self) -> str:
         return f"Grayscale(p={self.p})"
@@ -631,7 +633,7 @@ def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
     return out
 
 
-class Blur:
+class Blur(Op):
     """Gaussian blur with probability ``p``; ``sigma`` uniform in ``sigma``
     range per sample; kernel size ``kernel_size`` or, if None, 10% of the image
     side (odd) as in SimCLR.  Only the selected samples are computed."""
@@ -663,9 +665,6 @@ class Blur:
         out[idx] = gaussian_blur(x[idx], params["sigma"].to(x.device)[idx], k)
         return out
 
-    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.apply(x, self.sample(x, generator))
-
     def __repr__(self) -> str:
         return f"Blur(p={self.p}, sigma={self.sigma}, kernel_size={self.kernel_size})"
 
@@ -682,7 +681,7 @@ def solarize(x: Tensor, mask: Tensor | None = None, threshold: float = 0.5) -> T
     return _where_samples(mask, inv, x)
 
 
-class Solarize:
+class Solarize(Op):
     """Solarize (threshold 0.5) with probability ``p`` (BYOL: 0 / 0.2)."""
 
     def __init__(self, p: float = 0.2, threshold: float = 0.5):
@@ -694,9 +693,6 @@ class Solarize:
 
     def apply(self, x: Tensor, params) -> Tensor:
         return solarize(x, params["mask"], self.threshold)
-
-    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.apply(x, self.sample(x, generator))
 
     def __repr__(self) -> str:
         return f"Solarize(p={self.p}, threshold={self.threshold})"
@@ -716,7 +712,7 @@ def erase(x: Tensor, boxes: Tensor, value: float = 0.0) -> Tensor:
     return x.masked_fill(hole, value)
 
 
-class Cutout:
+class Cutout(Op):
     """Cutout (DeVries & Taylor 2017): one square of side ``size`` (pixels if
     int, fraction of the shorter image side if float) centred uniformly in the
     image, clipped at the border, filled with ``value``; probability ``p``."""
@@ -746,9 +742,6 @@ class Cutout:
     def apply(self, x: Tensor, params) -> Tensor:
         return erase(x, params["boxes"], self.value)
 
-    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.apply(x, self.sample(x, generator))
-
     def __repr__(self) -> str:
         return f"Cutout(size={self.size}, p={self.p})"
 
@@ -770,7 +763,7 @@ def sobel(x: Tensor) -> Tensor:
     return mag.expand(-1, 3, -1, -1).contiguous()
 
 
-class Sobel:
+class Sobel(Op):
     """Sobel edge magnitude (see :func:`sobel`) with probability ``p``."""
 
     def __init__(self, p: float = 1.0):
@@ -782,14 +775,11 @@ class Sobel:
     def apply(self, x: Tensor, params) -> Tensor:
         return _where_samples(params["mask"].to(x.device), sobel(x), x)
 
-    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.apply(x, self.sample(x, generator))
-
     def __repr__(self) -> str:
         return f"Sobel(p={self.p})"
 
 
-class Noise:
+class Noise(Op):
     """Additive Gaussian noise of standard deviation ``std`` (on the [0, 1]
     scale), clamped to [0, 1], with probability ``p``."""
 
@@ -805,9 +795,6 @@ class Noise:
 
     def apply(self, x: Tensor, params) -> Tensor:
         return _where_samples(params["mask"].to(x.device), (x + params["noise"].to(x)).clamp_(0.0, 1.0), x)
-
-    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.apply(x, self.sample(x, generator))
 
     def __repr__(self) -> str:
         return f"Noise(std={self.std}, p={self.p})"
@@ -827,7 +814,7 @@ def rotate90(x: Tensor, k: Tensor) -> Tensor:
     return out
 
 
-class Rotate:
+class Rotate(Op):
     """Rotation by 90, 180 or 270 degrees (uniform per sample) with probability
     ``p``; exact (``torch.rot90`` on the 3 groups); needs square images."""
 
@@ -844,9 +831,6 @@ class Rotate:
         if x.shape[-1] != x.shape[-2]:
             raise ValueError(f"rotate needs square images, got {tuple(x.shape[-2:])}")
         return rotate90(x, params["k"])
-
-    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.apply(x, self.sample(x, generator))
 
     def __repr__(self) -> str:
         return f"Rotate(p={self.p})"
