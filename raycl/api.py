@@ -41,9 +41,10 @@ class RunResult:
 
 def make_config(method: str = "simclr", workers: int | None = None, preset: str = "tiny",
                 **overrides: Any) -> Config:
-    """Preset, then ``method`` and ``workers``, then overrides (dotted keys or unique field names)."""
-    cfg = make_preset(preset)
-    updates: dict[str, Any] = {"method.name": method}
+    """``method``'s defaults at the preset's scale, then ``workers``, then overrides (dotted keys or
+    unique field names)."""
+    cfg = make_preset(preset, method)
+    updates: dict[str, Any] = {}
     if workers is not None:
         updates["train.workers"] = workers
     updates.update(overrides)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raycl.config import PRESETS, ConfigError, all_keys, parse_value, preset
+from raycl.config import METHODS, PRESETS, ConfigError, all_keys, parse_value, preset
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, object]:
@@ -24,13 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="pre-train a method and write its results")
-    run.add_argument("--method", default="simclr")
+    run.add_argument("--method", default="simclr", choices=METHODS)
     run.add_argument("--workers", type=int, default=None, help="Ray Train workers")
     run.add_argument("--preset", default="tiny", choices=PRESETS)
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config field (repeatable), e.g. --set optim.lr=0.3")
 
     show = sub.add_parser("config", help="print a preset's configuration, with overrides applied")
+    show.add_argument("--method", default="simclr", choices=METHODS)
     show.add_argument("--preset", default="tiny", choices=PRESETS)
     show.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     sub.add_parser("keys", help="list every configurable field")
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         overrides = _parse_sets(args.sets)
         if args.command == "config":
-            cfg = preset(args.preset).override(overrides).validate()
+            cfg = preset(args.preset, args.method).override(overrides).validate()
             for key, value in cfg.flat().items():
                 print(f"{key} = {value!r}")
             return 0

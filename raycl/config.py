@@ -17,13 +17,14 @@ import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Mapping
 
-METHODS = ("simclr",)
+METHODS = ("simclr", "simclrv2", "moco", "mocov2", "byol", "swav")
 SOURCES = ("embedded", "parquet", "folder", "cifar10", "cifar100", "stl10")
 BACKBONES = ("tiny_cnn", "resnet18_cifar", "resnet18", "resnet50")
 OPTIMIZERS = ("sgd", "lars", "adamw")
 LR_SCALINGS = ("linear", "sqrt", "none")
-SCHEDULES = ("cosine", "constant")
-RECIPES = ("simclr", "moco_v1", "moco_v2", "byol")
+SCHEDULES = ("cosine", "step", "constant")
+MOMENTUM_SCHEDULES = ("constant", "cosine")
+RECIPES = ("simclr", "moco_v1", "moco_v2", "byol", "swav")
 PRESETS = ("tiny", "cifar10", "imagenet")
 COMPUTES = ("actors", "tasks")
 
@@ -40,10 +41,24 @@ class ConfigError(ValueError):
 
 @dataclass
 class MethodConfig:
-    """Which self-supervised method, and its own hyper-parameters."""
+    """Which self-supervised method, and its own hyper-parameters.
+
+    Fields a method does not use are ignored by it; :func:`preset` fills in each method's paper
+    defaults (``preset("cifar10", method="byol")``).
+    """
 
     name: str = "simclr"
-    temperature: float = 0.5  # NT-Xent τ
+    temperature: float = 0.5  # softmax τ: NT-Xent (SimCLR), InfoNCE (MoCo), swapped prediction (SwAV)
+    queue_size: int = 0  # MoCo: K keys; SwAV: embeddings kept from past batches; SimCLRv2: memory (0: off)
+    momentum: float = 0.999  # EMA of the key / target network (MoCo m, BYOL τ_base)
+    momentum_schedule: str = "constant"  # "cosine": BYOL's τ_base → 1 over all steps
+    shuffle_bn: bool = True  # MoCo: shuffled BN for the key encoder
+    key_bn_groups: int = 0  # MoCo: BN groups of the shuffled keys (0: one per worker, at least 2)
+    prototypes: int = 3000  # SwAV: number of prototypes K
+    epsilon: float = 0.05  # SwAV: Sinkhorn entropy regularisation ε
+    sinkhorn_iters: int = 3  # SwAV: Sinkhorn-Knopp iterations
+    queue_start_epoch: int = 15  # SwAV: epoch from which the queue is used
+    freeze_prototypes_epochs: int = 1  # SwAV: prototypes get no update for this many epochs
 
 
 @dataclass
@@ -64,13 +79,18 @@ class AugmentConfig:
     """Two-view augmentation and the Ray Data actors that run it."""
 
     recipe: str = "simclr"
-    crop_size: int = 32  # output side of every view
+    crop_size: int = 32  # output side of every view (of the large views with multi-crop)
+    crop_scale: tuple = (0.08, 1.0)  # area range of the random resized crop (large views)
+    small_crops: int = 0  # multi-crop (SwAV): V extra small views
+    small_crop_size: int = 16
+    small_crop_scale: tuple = (0.05, 0.14)
     color_strength: float = 0.5
     blur: bool = False
     compute: str = "actors"  # "actors": an actor pool; "tasks": stateless tasks (no per-epoch start-up)
     actors: int = 1  # augmentation actor pool size (scales apart from training workers)
     cpus_per_actor: float = 1.0
     batch_size: int = 256  # images per map_batches call
+    node_resource: str | None = None  # custom Ray resource that pins augmentation to CPU-only nodes
 
 
 @dataclass
@@ -81,6 +101,9 @@ class ModelConfig:
     proj_depth: int = 2  # number of Linear layers in g (0: no head)
     proj_hidden_dim: int = 512
     proj_out_dim: int = 128
+    pred_depth: int = 2  # BYOL predictor q: number of Linear layers
+    pred_hidden_dim: int = 512
+    finetune_from: int = 0  # head layers kept when fine-tuning (SimCLRv2: 1, the head's first layer)
     sync_bn: bool = True  # global BN across workers (SimCLR's "global BN")
 
 
@@ -189,6 +212,7 @@ class Config:
                                 self.train, self.eval)
         _one_of("method.name", m.name, METHODS)
         _positive("method.temperature", m.temperature)
+        self._validate_method()
 
         _one_of("data.source", d.source, SOURCES)
         if d.source in ("parquet", "folder") and not d.path:
@@ -203,6 +227,17 @@ class Config:
 
         _one_of("augment.recipe", a.recipe, RECIPES, prefixes=("pair:",))
         _int_at_least("augment.crop_size", a.crop_size, 8)
+        _scale_range("augment.crop_scale", a.crop_scale)
+        _int_at_least("augment.small_crops", a.small_crops, 0)
+        if a.small_crops:
+            _int_at_least("augment.small_crop_size", a.small_crop_size, 4)
+            if a.small_crop_size >= a.crop_size:
+                raise ConfigError("augment.small_crop_size", a.small_crop_size,
+                                  f"smaller than the large crops, augment.crop_size = {a.crop_size}")
+            _scale_range("augment.small_crop_scale", a.small_crop_scale)
+            if m.name != "swav":
+                raise ConfigError("augment.small_crops", a.small_crops,
+                                  f"0 for method {m.name!r} (multi-crop is used by swav)")
         if not (0.0 <= a.color_strength <= 2.0):
             raise ConfigError("augment.color_strength", a.color_strength, "a number in [0, 2]")
         _one_of("augment.compute", a.compute, COMPUTES)
@@ -216,6 +251,16 @@ class Config:
             raise ConfigError("model.proj_depth", mo.proj_depth, "an integer from 0 to 4")
         _int_at_least("model.proj_hidden_dim", mo.proj_hidden_dim, 1)
         _int_at_least("model.proj_out_dim", mo.proj_out_dim, 1)
+        _int_at_least("model.pred_depth", mo.pred_depth, 1)
+        if mo.pred_depth > 4:
+            raise ConfigError("model.pred_depth", mo.pred_depth, "an integer from 1 to 4")
+        _int_at_least("model.pred_hidden_dim", mo.pred_hidden_dim, 1)
+        _int_at_least("model.finetune_from", mo.finetune_from, 0)
+        if mo.finetune_from > mo.proj_depth:
+            raise ConfigError("model.finetune_from", mo.finetune_from,
+                              f"at most model.proj_depth = {mo.proj_depth}")
+        if m.name in ("moco", "mocov2", "byol", "swav") and mo.proj_depth == 0:
+            raise ConfigError("model.proj_depth", 0, f"at least 1 for method {m.name!r}")
 
         _one_of("optim.optimizer", o.optimizer, OPTIMIZERS)
         _positive("optim.lr", o.lr)
@@ -255,6 +300,34 @@ class Config:
         if not self.storage_path:
             raise ConfigError("storage_path", self.storage_path, "a non-empty path or URI")
         return self
+
+    def _validate_method(self) -> None:
+        m, t = self.method, self.train
+        _int_at_least("method.queue_size", m.queue_size, 0)
+        if m.name in ("moco", "mocov2") and m.queue_size == 0:
+            raise ConfigError("method.queue_size", 0, f"at least one batch of keys for {m.name!r} "
+                              f"(a multiple of train.batch_size = {t.batch_size})")
+        if m.queue_size and isinstance(t.batch_size, int) and t.batch_size > 0 \
+                and m.queue_size % t.batch_size:
+            raise ConfigError("method.queue_size", m.queue_size,
+                              f"a multiple of the global batch train.batch_size = {t.batch_size}")
+        if not isinstance(m.momentum, (int, float)) or not (0.0 <= m.momentum <= 1.0):
+            raise ConfigError("method.momentum", m.momentum, "a number in [0, 1]")
+        _one_of("method.momentum_schedule", m.momentum_schedule, MOMENTUM_SCHEDULES)
+        _int_at_least("method.key_bn_groups", m.key_bn_groups, 0)
+        if m.key_bn_groups and isinstance(t.workers, int) and t.workers > 0:
+            if m.key_bn_groups % t.workers:
+                raise ConfigError("method.key_bn_groups", m.key_bn_groups,
+                                  f"a multiple of train.workers = {t.workers}")
+            if t.batch_size % m.key_bn_groups or t.batch_size // m.key_bn_groups < 2:
+                raise ConfigError("method.key_bn_groups", m.key_bn_groups,
+                                  f"a divisor of train.batch_size = {t.batch_size} leaving at least "
+                                  "2 keys per group")
+        _int_at_least("method.prototypes", m.prototypes, 2)
+        _positive("method.epsilon", m.epsilon)
+        _int_at_least("method.sinkhorn_iters", m.sinkhorn_iters, 1)
+        _int_at_least("method.queue_start_epoch", m.queue_start_epoch, 0)
+        _int_at_least("method.freeze_prototypes_epochs", m.freeze_prototypes_epochs, 0)
 
 
 _SECTIONS = {f.name: f.type for f in fields(Config) if f.name in
@@ -330,6 +403,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     """Light type coercion: ints given for floats, strings from the CLI for numbers and booleans."""
     if isinstance(value, str) and not isinstance(default, str) and default is not None:
         value = parse_value(value)
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(name, value, "true or false")
@@ -373,14 +448,98 @@ def _positive(name: str, value: Any) -> None:
         raise ConfigError(name, value, "a finite number > 0")
 
 
+def _scale_range(name: str, value: Any) -> None:
+    ok = (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+          and 0.0 < value[0] <= value[1] <= 1.0)
+    if not ok:
+        raise ConfigError(name, value, "a pair (low, high) with 0 < low <= high <= 1")
+
+
 def _int_at_least(name: str, value: Any, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ConfigError(name, value, f"an integer >= {low}")
 
 
 # --------------------------------------------------------------------------- presets
-def preset(name: str) -> Config:
-    """The papers' defaults at three scales.
+def preset(name: str, method: str = "simclr") -> Config:
+    """The papers' defaults for ``method`` at one of three scales.
+
+    The scale (``tiny``, ``cifar10``, ``imagenet``) sets data, backbone, batch and SimCLR's recipe;
+    :func:`method_defaults` then puts in each method's own values from its paper (MoCo's queue,
+    temperature and SGD; BYOL's predictor, target decay and LARS; SwAV's prototypes, Sinkhorn and
+    multi-crop; SimCLRv2's 3-layer head). ``tiny`` keeps its AdamW for every method.
+    """
+    cfg = _scale_preset(name)
+    if method not in METHODS:
+        raise ConfigError("method.name", method, "one of " + ", ".join(METHODS))
+    return cfg.override({"method.name": method, **method_defaults(method, name)})
+
+
+def method_defaults(method: str, scale: str) -> dict[str, Any]:
+    """Overrides that turn a scale preset (SimCLR's) into ``method``'s paper defaults."""
+    tiny, imagenet = scale == "tiny", scale == "imagenet"
+    paper_optim = not tiny  # tiny keeps AdamW so that a few CPU epochs learn
+    if method == "simclr":
+        return {}
+    if method == "simclrv2":  # Chen et al. 2020b: 3-layer head, fine-tune from its first layer
+        return {"model.proj_depth": 3, "model.finetune_from": 1}
+    if method in ("moco", "mocov2"):
+        v2 = method == "mocov2"
+        out = {
+            "method.temperature": 0.2 if v2 else 0.07,
+            "method.momentum": 0.99 if tiny else 0.999,
+            "method.momentum_schedule": "constant",
+            "method.queue_size": 1024 if tiny else 65536 if imagenet else 4096,
+            "method.shuffle_bn": True,
+            "model.sync_bn": False,  # MoCo: per-worker BN for queries, shuffled BN for keys
+            "model.proj_depth": 2 if v2 else 1,  # v2: MLP head; v1: linear (fc) head
+            "model.proj_hidden_dim": 256 if tiny else 2048,
+            "augment.recipe": "moco_v2" if v2 else "moco_v1",
+            "augment.blur": v2 and not tiny,
+        }
+        if paper_optim:  # SGD lr 0.03 per 256, wd 1e-4, momentum 0.9; v1 step decay, v2 cosine
+            out.update({"optim.optimizer": "sgd", "optim.lr": 0.03, "optim.weight_decay": 1e-4,
+                        "optim.momentum": 0.9, "optim.warmup_epochs": 0.0,
+                        "optim.schedule": "cosine" if v2 else "step"})
+        return out
+    if method == "byol":
+        hidden = 256 if tiny else 4096
+        out = {
+            "method.momentum": 0.99 if tiny else 0.996,  # BYOL: 0.99 for short runs
+            "method.momentum_schedule": "cosine",
+            "model.proj_depth": 2, "model.proj_hidden_dim": hidden,
+            "model.proj_out_dim": 64 if tiny else 256,
+            "model.pred_depth": 2, "model.pred_hidden_dim": hidden,
+            "augment.recipe": "byol",
+            "augment.blur": not tiny,
+        }
+        if paper_optim:  # LARS lr 0.2 per 256, wd 1.5e-6
+            out.update({"optim.optimizer": "lars", "optim.lr": 0.2, "optim.weight_decay": 1.5e-6})
+        return out
+    if method == "swav":
+        out = {
+            "method.temperature": 0.1, "method.epsilon": 0.05, "method.sinkhorn_iters": 3,
+            "method.prototypes": 30 if tiny else 3000,
+            "method.queue_size": 3840 if imagenet else 0,  # SwAV: 3840 for batch 256
+            "method.queue_start_epoch": 15, "method.freeze_prototypes_epochs": 1,
+            "model.proj_depth": 2, "model.proj_out_dim": 64 if tiny else 128,
+            "augment.recipe": "swav", "augment.crop_scale": (0.14, 1.0),
+            "augment.small_crops": 6 if imagenet else 2,
+            "augment.small_crop_size": 96 if imagenet else 16,
+            "augment.small_crop_scale": (0.05, 0.14),
+        }
+        if imagenet:  # batch 256 with a queue
+            out["train.batch_size"] = 256
+        if paper_optim:  # LARS, lr 4.8 at batch 4096 = 0.3 per 256, final lr 0.001 × peak
+            out.update({"optim.optimizer": "lars", "optim.lr": 0.3, "optim.weight_decay": 1e-6,
+                        "optim.min_lr_ratio": 0.001})
+        return out
+    raise ConfigError("method.name", method, "one of " + ", ".join(METHODS))
+
+
+def _scale_preset(name: str) -> Config:
+    """SimCLR's defaults at three scales (see :func:`preset`).
 
     - ``tiny``: CPU, about a minute: small CNN on the embedded 32 px set, AdamW (not a paper recipe:
       chosen so a few CPU epochs clearly learn).

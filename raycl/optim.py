@@ -17,12 +17,16 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, peak: float,
     Linear warm-up ``peak · (step + 1) / warmup_steps`` for the first ``warmup_steps`` steps, then
     ``schedule == "cosine"``: ``lo + (peak − lo) · ½ (1 + cos(π t))`` with t going from 0 to 1 over
     the remaining steps and ``lo = min_ratio · peak`` (SGDR without restarts, as SimCLR/MoCo v2/BYOL
-    use), or ``"constant"``: ``peak``.
+    use), ``"step"``: ``peak`` × 0.1 after 60% and again after 80% of the steps (MoCo v1: epochs 120
+    and 160 of 200), or ``"constant"``: ``peak``.
     """
     if step < warmup_steps:
         return peak * (step + 1) / warmup_steps
     if schedule == "constant":
         return peak
+    if schedule == "step":
+        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return peak * 0.1 ** ((t >= 0.6) + (t >= 0.8))
     decay_steps = max(1, total_steps - warmup_steps)
     t = min(1.0, (step - warmup_steps) / decay_steps)
     lo = min_ratio * peak
