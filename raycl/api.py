@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ class RunResult:
     checkpoint: str | None  # directory of the last checkpoint
     path: str  # run directory with history.parquet, summary.parquet, config.json, curves.png
     config: Config
+    evaluation: pd.DataFrame | None = None  # raycl.run(evaluate=[...]): evaluation.parquet's rows
 
     def __repr__(self) -> str:
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in self.metrics.items()}
@@ -72,14 +74,21 @@ def ensure_ray(cfg: Config) -> None:
 
 
 def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny",
-        config: Config | None = None, **overrides: Any) -> RunResult:
+        config: Config | None = None, evaluate: Sequence[str] | None = None,
+        **overrides: Any) -> RunResult:
     """Pre-train ``method`` on Ray and return its metrics, history and checkpoint.
 
     ``raycl.run(method="simclr", workers=2, preset="tiny", epochs=3, **{"optim.lr": 0.3})``.
     Pass ``config=`` to run a ready :class:`~raycl.config.Config` instead of a preset.
+    ``evaluate=["knn", "linear", "finetune10"]`` runs those protocols (:mod:`raycl.protocols`) on
+    the final checkpoint; their rows are in ``result.evaluation`` and ``evaluation.parquet``.
     """
     cfg = (config.override(overrides) if config is not None
            else make_config(method, workers, preset, **overrides)).validate()
+    if evaluate:
+        from raycl.protocols import parse_protocols
+
+        parse_protocols(evaluate)  # fail before pre-training on a bad name
     name = cfg.name or f"{cfg.method.name}-{cfg.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = _absolute_storage(cfg.storage_path)
     cfg = cfg.override({"name": name, "storage_path": storage})
@@ -115,8 +124,13 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
         raise RuntimeError(f"raycl run {name} failed; its history so far is in {run_dir}") from error
     final = {k: (v.item() if hasattr(v, "item") else v)
              for k, v in out.iloc[-1].items() if pd.notna(v)} if len(out) else {}
+    evaluation = None
+    if evaluate and checkpoint_path:
+        from raycl.protocols import evaluate as run_protocols
+
+        evaluation = run_protocols(checkpoint_path, evaluate, path=run_dir)
     print(f"[raycl] results in {run_dir}", flush=True)
-    return RunResult(final, out, checkpoint_path, run_dir, cfg)
+    return RunResult(final, out, checkpoint_path, run_dir, cfg, evaluation)
 
 
 def _absolute_storage(path: str) -> str:

@@ -35,7 +35,35 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--preset", default="tiny", choices=PRESETS)
     show.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     sub.add_parser("keys", help="list every configurable field")
+
+    views = sub.add_parser("views", help="write a PNG grid of a recipe's augmented views")
+    views.add_argument("--recipe", default="simclr", help="simclr, moco_v1, moco_v2, byol, swav, pair:a,b")
+    views.add_argument("--n", type=int, default=8, help="images (rows)")
+    views.add_argument("--out", default="views.png")
+    views.add_argument("--size", type=int, default=32, help="side of the (large) views")
+    views.add_argument("--color-strength", type=float, default=1.0)
+    views.add_argument("--blur", type=parse_value, default=None, help="true/false (default: the recipe's)")
+    views.add_argument("--small-crops", type=int, default=0, help="multi-crop: number of small views")
+    views.add_argument("--small-size", type=int, default=None)
+    views.add_argument("--source", default="embedded")
+    views.add_argument("--path", default=None, help="file/folder for non-embedded sources")
+    views.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def _views(args) -> int:
+    from raycl.data.show import show_views
+
+    extra = {"small_crops": args.small_crops, "small_size": args.small_size} if args.small_crops else {}
+    try:
+        out = show_views(args.recipe, n=args.n, out=args.out, size=args.size,
+                         color_strength=args.color_strength, blur=args.blur, source=args.source,
+                         path=args.path, seed=args.seed, **extra)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "keys":
             print("\n".join(all_keys()))
             return 0
+        if args.command == "views":
+            return _views(args)
         overrides = _parse_sets(args.sets)
         if args.command == "config":
             cfg = preset(args.preset, args.method).override(overrides).validate()

@@ -83,6 +83,26 @@ def gather_nograd(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def all_reduce_max(x: torch.Tensor) -> torch.Tensor:
+    """Element-wise maximum over ranks, without autograd."""
+    if not is_distributed():
+        return x
+    x = x.detach().clone()
+    dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return x
+
+
+@torch.no_grad()
+def broadcast(x: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Rank ``src``'s ``x`` on every rank, without autograd."""
+    if not is_distributed():
+        return x
+    x = x.detach().clone().contiguous()
+    dist.broadcast(x, src=src)
+    return x
+
+
+@torch.no_grad()
 def mean_over_ranks(x: torch.Tensor) -> torch.Tensor:
     """Average a (detached) tensor over ranks, e.g. a loss for logging."""
     if not is_distributed():

@@ -6,6 +6,7 @@ Losses that need the global batch take the local tensors and gather what they ne
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -20,7 +21,8 @@ class ContrastiveOutput(NamedTuple):
     targets: torch.Tensor  # index of each anchor's positive among the candidates
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> ContrastiveOutput:
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float,
+            memory: torch.Tensor | None = None) -> ContrastiveOutput:
     """NT-Xent (SimCLR, Chen et al. 2020, eq. 1) over the global batch of 2N views.
 
     ``z1[i]`` and ``z2[i]`` are the projections of two views of local image i. With cosine similarity
@@ -31,6 +33,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> Contrasti
     where k runs over all 2N views of the *global* batch (gathered from every worker, with gradients).
     The loss is the mean of ℓ over this rank's 2B anchors (both orders of every positive pair); the mean
     over ranks is the paper's loss over the global batch, so N workers equal one worker with batch N·B.
+
+    ``memory`` ([M, D], no gradient, e.g. SimCLRv2's queue of past projections) adds M negatives to
+    every anchor's denominator; its columns follow the 2N batch columns in ``logits``.
     """
     if z1.shape != z2.shape or z1.dim() != 2:
         raise ValueError(f"z1 and z2 must be [batch, dim] of the same shape, got {tuple(z1.shape)} "
@@ -52,7 +57,108 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> Contrasti
     targets = torch.cat([local + n, local])
     logits = logits.masked_fill(
         F.one_hot(self_idx, num_classes=2 * n).bool(), float("-inf"))
+    if memory is not None and memory.numel():
+        logits = torch.cat([logits, anchors @ F.normalize(memory, dim=1).T / temperature], dim=1)
     return ContrastiveOutput(F.cross_entropy(logits, targets), logits, targets)
+
+
+def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float
+             ) -> ContrastiveOutput:
+    """InfoNCE with a queue of negatives (MoCo, He et al. 2020, eq. 1).
+
+    For each query ``q_i`` with its positive key ``k_i`` (no gradient) and the K keys of the queue::
+
+        ℓ_i = −log  exp(q_i·k_i/τ) / (exp(q_i·k_i/τ) + Σ_j exp(q_i·queue_j/τ))
+
+    on L2-normalised vectors, so the (K+1)-way logits hold the positive at index 0. Every rank uses the
+    same queue, so the mean over ranks is the loss of one worker with the global batch.
+    """
+    if q.shape != k.shape or q.dim() != 2:
+        raise ValueError(f"q and k must be [batch, dim] of the same shape, got {tuple(q.shape)} and "
+                         f"{tuple(k.shape)}")
+    if queue.dim() != 2 or queue.shape[1] != q.shape[1]:
+        raise ValueError(f"queue must be [K, {q.shape[1]}], got {tuple(queue.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature = {temperature!r} must be > 0")
+    q, k = F.normalize(q, dim=1), F.normalize(k.detach(), dim=1)
+    positive = (q * k).sum(dim=1, keepdim=True)
+    negatives = q @ F.normalize(queue.detach(), dim=1).T
+    logits = torch.cat([positive, negatives], dim=1) / temperature
+    targets = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+    return ContrastiveOutput(F.cross_entropy(logits, targets), logits, targets)
+
+
+def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """BYOL's regression loss (Grill et al. 2020, eq. 2): ‖p̄ − z̄‖² = 2 − 2·cos(p, z) per pair.
+
+    ``p`` is the online prediction, ``z`` the target projection of the other view (gradient stopped
+    here). Returns the per-pair losses ``[B]``; BYOL sums the two symmetric terms.
+    """
+    if p.shape != z.shape or p.dim() != 2:
+        raise ValueError(f"p and z must be [batch, dim] of the same shape, got {tuple(p.shape)} and "
+                         f"{tuple(z.shape)}")
+    return 2.0 - 2.0 * F.cosine_similarity(p, z.detach(), dim=1)
+
+
+@torch.no_grad()
+def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -> torch.Tensor:
+    """Sinkhorn-Knopp codes Q over the *global* batch (SwAV, Caron et al. 2020, eq. 3 and App. A.1).
+
+    ``scores`` are this rank's ``[B, K]`` prototype scores zᵀc (rows may include queued embeddings).
+    Solves ``max_Q Tr(Qᵀ Cᵀ Z) + ε H(Q)`` over the transportation polytope: Q ∝ exp(scores/ε), then
+    ``iterations`` rounds of normalising prototype rows to total 1/K and sample columns to 1/B_global,
+    where the row sums are all-reduced over ranks (so N workers equal one worker with the whole
+    batch). Returns ``[B, K]`` codes with each sample's row summing to 1 (the paper's Q·B).
+
+    Works in the log domain in float64: no overflow for large 1/ε and no 0/0 for tiny batches.
+    """
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be [batch, prototypes], got {tuple(scores.shape)}")
+    if not epsilon > 0:
+        raise ValueError(f"epsilon = {epsilon!r} must be > 0")
+    if iterations < 1:
+        raise ValueError(f"iterations = {iterations!r} must be >= 1")
+    log_q = scores.double() / epsilon  # [B, K]
+    b_local, k = log_q.shape
+    b_total = distributed.all_reduce_sum(torch.tensor(float(b_local), dtype=torch.float64,
+                                                      device=scores.device))
+    for _ in range(iterations):
+        # prototypes (columns here): each sums to 1/K over the global batch
+        log_q = log_q - _global_logsumexp_over_batch(log_q) - math.log(k)
+        # samples (rows here): each sums to 1/B
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - torch.log(b_total)
+    return (log_q + torch.log(b_total)).exp().to(scores.dtype)
+
+
+def _global_logsumexp_over_batch(log_q: torch.Tensor) -> torch.Tensor:
+    """log Σ_b exp(log_q[b, k]) over the rows of every rank: ``[1, K]``."""
+    m = distributed.all_reduce_max(log_q.max(dim=0, keepdim=True).values)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    total = distributed.all_reduce_sum((log_q - m).exp().sum(dim=0, keepdim=True))
+    return total.log() + m
+
+
+def swav_loss(scores: list[torch.Tensor], codes: list[torch.Tensor], temperature: float
+              ) -> torch.Tensor:
+    """Swapped prediction (SwAV eq. 1–2): predict view s's code from every other view t.
+
+    ``scores[t]`` are ``[B, K]`` scores of view t (all crops, large first); ``codes[s]`` the Sinkhorn
+    codes of the large crops s = 0, 1 (no gradient). With ``p_t = softmax(scores[t]/τ)``::
+
+        L = 1/|S| Σ_s 1/(V−1) Σ_{t≠s} mean_b  −Σ_k q_s[b, k] log p_t[b, k]
+    """
+    if len(codes) < 1 or len(scores) <= len(codes) - 1 or len(scores) < 2:
+        raise ValueError(f"need at least 2 views and codes for the large ones, got {len(scores)} "
+                         f"score tensors and {len(codes)} codes")
+    total = scores[0].new_zeros(())
+    for s, q in enumerate(codes):
+        sub = scores[0].new_zeros(())
+        for t, x in enumerate(scores):
+            if t == s:
+                continue
+            sub = sub - (q.detach() * F.log_softmax(x / temperature, dim=1)).sum(dim=1).mean()
+        total = total + sub / (len(scores) - 1)
+    return total / len(codes)
 
 
 @torch.no_grad()

@@ -138,6 +138,9 @@ def _to_global_bn(module: nn.Module) -> nn.Module:
         new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
                               module.track_running_stats)
         new.load_state_dict(module.state_dict())
+        if module.affine:  # keep frozen (momentum-network) BN parameters frozen
+            new.weight.requires_grad_(module.weight.requires_grad)
+            new.bias.requires_grad_(module.bias.requires_grad)
         return new
     for name, child in module.named_children():
         module.add_module(name, _to_global_bn(child))

@@ -8,6 +8,7 @@ the whole metric history, so nothing is lost when a run stops early.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -23,11 +24,11 @@ from torch import nn
 from raycl import distributed
 from raycl.config import Config
 from raycl.evaluate import knn_accuracy
-from raycl.methods import Method, build_method
-from raycl.models import convert_batchnorm
+from raycl.methods import Method, Progress, build_method
 from raycl.optim import build_optimizer, set_lr, warmup_cosine
 
 STATE_FILE = "state.pt"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,17 +59,37 @@ def build_model(cfg: Config) -> Method:
     torch.manual_seed(cfg.train.seed)
     method = build_method(cfg)
     if cfg.model.sync_bn:
-        method = convert_batchnorm(method, cfg.train.use_gpu)
+        _note_global_bn(cfg.train.use_gpu)
+        method.use_global_bn(cfg.train.use_gpu)
     return method
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, views: list[torch.Tensor]
+_GLOBAL_BN_NOTED = False
+
+
+def _note_global_bn(use_gpu: bool) -> None:
+    global _GLOBAL_BN_NOTED
+    if not use_gpu and not _GLOBAL_BN_NOTED and distributed.rank() == 0:
+        _GLOBAL_BN_NOTED = True
+        print("[raycl] global BN on CPU: torch's SyncBatchNorm runs only on GPUs, so raycl uses its "
+              "own GlobalBatchNorm (statistics all-reduced over workers through gloo)", flush=True)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, views: list[torch.Tensor],
+               method: Method | None = None, progress: Progress | None = None
                ) -> dict[str, torch.Tensor]:
-    """One optimisation step on this worker's views; returns the detached step outputs."""
+    """One optimisation step on this worker's views, with the method's hooks around it; returns the
+    detached step outputs. ``model`` may be the data-parallel wrapper of ``method``."""
+    if method is not None:
+        method.before_step(progress)
     out = model(views)
     optimizer.zero_grad(set_to_none=True)
     out["loss"].backward()
+    if method is not None:
+        method.before_optimizer_step(progress)
     optimizer.step()
+    if method is not None:
+        method.after_step(progress)
     return {k: v.detach() for k, v in out.items()}
 
 
@@ -168,8 +189,8 @@ def train_loop(loop_config: dict) -> None:
                 break
             set_lr(optimizer, schedule.lr(cfg, step))
             views = [batch[f"view{i}"] for i in range(method.num_views)]
-            out = train_step(model, optimizer, views)
-            method.after_step(step, schedule.total_steps)
+            progress = Progress(step, epoch, schedule.steps_per_epoch, schedule.total_steps)
+            out = train_step(model, optimizer, views, method, progress)
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + v.float()
             step += 1
@@ -200,6 +221,8 @@ def _progress_line(row: dict, epochs: int) -> str:
              f"data wait {100 * row['data_wait_frac']:.0f}%"]
     if "pretext_top1" in row:
         parts.append(f"pretext top-1 {row['pretext_top1']:.3f}")
+    if "pretext_cos" in row:
+        parts.append(f"pred/target cos {row['pretext_cos']:.3f}")
     if "knn_top1" in row:
         parts.append(f"kNN top-1 {row['knn_top1']:.3f}")
     return " | ".join(parts)

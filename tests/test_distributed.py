@@ -1,4 +1,10 @@
-"""N workers on the same global batch give the loss and gradients of one worker (Ray Train, gloo)."""
+"""N workers on the same global batch behave like one worker (Ray Train, gloo, float64).
+
+One Ray Train run per worker count goes through every case, so the suite pays the start-up twice:
+- SimCLR and SwAV (multi-crop, Sinkhorn over the global batch): equal loss and gradients;
+- MoCo: after a step every worker holds the same queue, equal to one worker's, in the same order;
+- BYOL: after an optimizer step the target equals the EMA formula on every worker, and one worker's.
+"""
 
 import os
 import sys
@@ -13,57 +19,120 @@ from ray.train.torch import TorchTrainer
 
 from raycl import distributed
 from raycl.config import Config, preset
-from raycl.train import build_model
+from raycl.methods import Progress
+from raycl.methods.momentum import momentum_at
+from raycl.train import build_model, train_step
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 pytestmark = pytest.mark.ray
 
+BATCH = 16
 
-def _loss_and_grads(loop_config: dict) -> None:
-    """Each rank takes its slice of the global batch, steps forward/backward, rank 0 saves results."""
-    cfg = Config.from_dict(loop_config["config"])
+
+def _run_case(case: dict) -> dict:
+    """This rank's slice of the global batch through one forward/backward (and a step if asked)."""
+    cfg = Config.from_dict(case["config"])
     method = build_model(cfg).double()
-    method.load_state_dict(loop_config["state"])
+    method.load_state_dict(case["state"])
     model = ray.train.torch.prepare_model(method, parallel_strategy_kwargs={"broadcast_buffers": False})
     rank, world = distributed.rank(), distributed.world_size()
-    b = loop_config["views"][0].shape[0] // world
-    views = [v[rank * b:(rank + 1) * b] for v in loop_config["views"]]
-    out = model(views)
-    out["loss"].backward()
-    loss = distributed.mean_over_ranks(out["loss"].detach())
-    if rank == 0:
-        torch.save({"loss": loss,
-                    "grads": {n: p.grad.clone() for n, p in method.named_parameters()},
-                    "buffers": {n: b.clone() for n, b in method.named_buffers()}},
-                   loop_config["out"])
-    ray.train.report({"loss": loss.item()})
+    b = case["views"][0].shape[0] // world
+    views = [v[rank * b:(rank + 1) * b] for v in case["views"]]
+    if case["step"]:
+        optimizer = torch.optim.SGD(method.parameters(), lr=0.1)
+        out = train_step(model, optimizer, views, method, Progress(2, 0, 5, 5))
+    else:
+        out = model(views)
+        out["loss"].backward()
+    return {"loss": distributed.mean_over_ranks(out["loss"].detach()),
+            "grads": {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None},
+            "state": {n: t.clone() for n, t in method.state_dict().items()}}
 
 
-def _run(workers: int, cfg: Config, state: dict, views: list, out: str, storage: str) -> dict:
+def _loop(loop_config: dict) -> None:
+    results = {name: _run_case(case) for name, case in loop_config["cases"].items()}
+    torch.save(results, os.path.join(loop_config["out"], f"rank{distributed.rank()}.pt"))
+    ray.train.report({"done": 1})
+
+
+def _fit(workers: int, cases: dict, out: str, storage: str) -> list[dict]:
+    os.makedirs(out, exist_ok=True)
     TorchTrainer(
-        _loss_and_grads,
-        train_loop_config={"config": cfg.to_dict(), "state": state, "views": views, "out": out},
+        _loop,
+        train_loop_config={"cases": cases, "out": out},
         scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": 1}),
         run_config=RunConfig(name=f"equiv-{workers}", storage_path=storage),
     ).fit()
-    return torch.load(out)
+    return [torch.load(os.path.join(out, f"rank{r}.pt")) for r in range(workers)]
 
 
-def test_two_workers_equal_one_worker_simclr(ray_local, tmp_path):
-    cfg = preset("tiny").override({"train.workers": 2, "train.batch_size": 16})
+def _case(method: str, sizes: list[int], step: bool = False, **overrides) -> dict:
+    cfg = preset("tiny", method).override({"train.workers": 2, "train.batch_size": BATCH,
+                                           **overrides}).validate()
     torch.manual_seed(0)
     state = build_model(cfg).double().state_dict()
     g = torch.Generator().manual_seed(1)
-    views = [torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=g) for _ in range(2)]
-    one = _run(1, cfg, state, views, os.path.join(tmp_path, "one.pt"), str(tmp_path))
-    two = _run(2, cfg, state, views, os.path.join(tmp_path, "two.pt"), str(tmp_path))
+    views = [torch.randint(0, 256, (BATCH, 3, s, s), dtype=torch.uint8, generator=g) for s in sizes]
+    return {"config": cfg.to_dict(), "state": state, "views": views, "step": step}
 
+
+@pytest.fixture(scope="module")
+def runs(ray_local, tmp_path_factory):
+    cases = {
+        "simclr": _case("simclr", [32, 32]),
+        "swav": _case("swav", [32, 32, 16, 16], **{"method.freeze_prototypes_epochs": 0}),
+        "moco": _case("moco", [32, 32], **{"method.queue_size": 64, "method.key_bn_groups": 2}),
+        "byol": _case("byol", [32, 32], step=True, **{"method.momentum": 0.9}),
+    }
+    tmp = tmp_path_factory.mktemp("equiv")
+    one = _fit(1, cases, str(tmp / "one"), str(tmp))
+    two = _fit(2, cases, str(tmp / "two"), str(tmp))
+    return cases, one, two
+
+
+def _assert_same_loss_and_grads(one: dict, two: dict) -> None:
     torch.testing.assert_close(two["loss"], one["loss"], rtol=1e-5, atol=0)
     assert one["grads"].keys() == two["grads"].keys()
     for name, grad in one["grads"].items():
         assert grad.abs().max() > 0, name  # every parameter takes part
         torch.testing.assert_close(two["grads"][name], grad, rtol=1e-5, atol=1e-12, msg=name)
-    for name, buf in one["buffers"].items():  # global BN: same running statistics
-        torch.testing.assert_close(two["buffers"][name].double(), buf.double(), rtol=1e-5, atol=1e-12,
+
+
+@pytest.mark.parametrize("method", ["simclr", "swav"])
+def test_two_workers_equal_one_worker(runs, method):
+    _, one, two = runs
+    _assert_same_loss_and_grads(one[0][method], two[0][method])
+    for name, buf in one[0][method]["state"].items():  # global BN: same running statistics
+        if "running" in name:
+            torch.testing.assert_close(two[0][method]["state"][name], buf, rtol=1e-5, atol=1e-12,
+                                       msg=name)
+
+
+def test_moco_queue_is_identical_on_every_worker_and_to_one_worker(runs):
+    _, one, two = runs
+    q1 = one[0]["moco"]["state"]["queue.keys"]
+    assert int(one[0]["moco"]["state"]["queue.ptr"]) == BATCH
+    for rank in range(2):
+        assert int(two[rank]["moco"]["state"]["queue.ptr"]) == BATCH
+        torch.testing.assert_close(two[rank]["moco"]["state"]["queue.keys"], q1, rtol=1e-6,
+                                   atol=1e-9)
+    assert not torch.equal(q1[:BATCH], runs[0]["moco"]["state"]["queue.keys"][:BATCH])  # it moved
+
+
+def test_byol_target_after_a_step_is_the_ema_on_every_worker(runs):
+    cases, one, two = runs
+    before = cases["byol"]["state"]
+    tau = momentum_at(2, 5, 0.9, "cosine")
+    for result in (one[0], two[0], two[1]):
+        state = result["byol"]["state"]
+        for name in state:
+            if name.startswith(("target_backbone.", "target_head.")) and "running" not in name \
+                    and "num_batches" not in name:
+                online = state[name.replace("target_", "", 1)]
+                torch.testing.assert_close(state[name], tau * before[name] + (1 - tau) * online,
+                                           msg=name)
+    for name, value in one[0]["byol"]["state"].items():  # and 2 workers took the same step
+        torch.testing.assert_close(two[0]["byol"]["state"][name], value, rtol=1e-5, atol=1e-12,
                                    msg=name)
+

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from raycl.losses import nt_xent, topk_accuracy
+from raycl.losses import byol_loss, info_nce, nt_xent, sinkhorn, swav_loss, topk_accuracy
 
 
 def reference_nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> float:
@@ -62,3 +62,141 @@ def test_topk_accuracy_counts_hits():
     acc = topk_accuracy(logits, torch.tensor([1, 1, 0]), ks=(1, 2))
     assert acc[1] == pytest.approx(1 / 3)
     assert acc[2] == pytest.approx(2 / 3)
+
+
+# --------------------------------------------------------------------------- NT-Xent with memory
+def test_nt_xent_memory_adds_negatives_to_every_anchor():
+    g = torch.Generator().manual_seed(3)
+    z1, z2 = torch.randn(4, 6, generator=g).double(), torch.randn(4, 6, generator=g).double()
+    memory = torch.randn(5, 6, generator=g).double()
+    tau = 0.2
+    z = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    mem = torch.nn.functional.normalize(memory, dim=1)
+    total = 0.0
+    for i in range(8):
+        j = (i + 4) % 8
+        denom = sum(math.exp(float(z[i] @ z[k]) / tau) for k in range(8) if k != i)
+        denom += sum(math.exp(float(z[i] @ m) / tau) for m in mem)
+        total += -math.log(math.exp(float(z[i] @ z[j]) / tau) / denom)
+    out = nt_xent(z1, z2, tau, memory=memory)
+    assert out.logits.shape == (8, 8 + 5)
+    assert out.loss.item() == pytest.approx(total / 8, rel=1e-10)
+
+
+# --------------------------------------------------------------------------- MoCo InfoNCE
+def reference_info_nce(q, k, queue, tau) -> float:
+    """MoCo eq. (1): −log exp(q·k+/τ) / (exp(q·k+/τ) + Σ_queue exp(q·k/τ)), normalised vectors."""
+    def unit(v):
+        return v / v.norm()
+
+    total = 0.0
+    for i in range(q.shape[0]):
+        qi = unit(q[i])
+        pos = math.exp(float(qi @ unit(k[i])) / tau)
+        neg = sum(math.exp(float(qi @ unit(kj)) / tau) for kj in queue)
+        total += -math.log(pos / (pos + neg))
+    return total / q.shape[0]
+
+
+@pytest.mark.parametrize("tau", [0.07, 0.2])
+def test_info_nce_matches_formula(tau):
+    g = torch.Generator().manual_seed(7)
+    q, k = torch.randn(5, 8, generator=g).double(), torch.randn(5, 8, generator=g).double()
+    queue = torch.randn(12, 8, generator=g).double()
+    out = info_nce(q, k, queue, tau)
+    assert out.logits.shape == (5, 13) and out.targets.tolist() == [0] * 5
+    assert out.loss.item() == pytest.approx(reference_info_nce(q, k, queue, tau), rel=1e-10)
+
+
+def test_info_nce_gradient_flows_to_queries_only():
+    q = torch.randn(4, 8, requires_grad=True)
+    k = torch.randn(4, 8, requires_grad=True)
+    info_nce(q, k, torch.randn(16, 8), 0.1).loss.backward()
+    assert q.grad is not None and q.grad.abs().sum() > 0
+    assert k.grad is None
+
+
+def test_info_nce_rejects_bad_input():
+    with pytest.raises(ValueError, match="queue"):
+        info_nce(torch.randn(4, 8), torch.randn(4, 8), torch.randn(16, 7), 0.1)
+    with pytest.raises(ValueError, match="temperature"):
+        info_nce(torch.randn(4, 8), torch.randn(4, 8), torch.randn(16, 8), -1.0)
+
+
+# --------------------------------------------------------------------------- BYOL
+def test_byol_loss_is_squared_distance_of_normalised_vectors():
+    g = torch.Generator().manual_seed(1)
+    p, z = torch.randn(6, 10, generator=g).double(), torch.randn(6, 10, generator=g).double()
+    ref = [float(((p[i] / p[i].norm() - z[i] / z[i].norm()) ** 2).sum()) for i in range(6)]
+    assert byol_loss(p, z).tolist() == pytest.approx(ref, rel=1e-10)
+    assert byol_loss(p, 2 * p).abs().max().item() < 1e-12  # scale-invariant, 0 when aligned
+
+
+def test_byol_loss_stops_gradient_of_target():
+    p = torch.randn(4, 8, requires_grad=True)
+    z = torch.randn(4, 8, requires_grad=True)
+    byol_loss(p, z).sum().backward()
+    assert p.grad.abs().sum() > 0 and z.grad is None
+
+
+# --------------------------------------------------------------------------- SwAV
+def reference_sinkhorn(scores: torch.Tensor, eps: float, iters: int) -> torch.Tensor:
+    """SwAV's Algorithm (appendix A.1), written out as in the paper: Q = exp(Cᵀz/ε), alternately
+    normalise the K prototype rows to 1/K and the B sample columns to 1/B; return Q·B transposed."""
+    q = torch.exp(scores.double() / eps).T  # [K, B]
+    k, b = q.shape
+    q = q / q.sum()
+    for _ in range(iters):
+        q = q / q.sum(dim=1, keepdim=True) / k
+        q = q / q.sum(dim=0, keepdim=True) / b
+    return (q * b).T
+
+
+@pytest.mark.parametrize("batch,protos,eps", [(8, 5, 0.05), (32, 10, 0.1), (3, 7, 0.5)])
+def test_sinkhorn_equals_reference(batch, protos, eps):
+    g = torch.Generator().manual_seed(batch)
+    scores = torch.nn.functional.normalize(torch.randn(batch, protos, generator=g), dim=1)
+    got = sinkhorn(scores.double(), eps, 3)
+    torch.testing.assert_close(got, reference_sinkhorn(scores, eps, 3), rtol=1e-9, atol=1e-12)
+
+
+def test_sinkhorn_marginals_are_uniform():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.nn.functional.normalize(torch.randn(64, 16, generator=g), dim=1)
+    q = sinkhorn(scores, 0.05, 3)
+    assert torch.allclose(q.sum(dim=1), torch.ones(64), atol=1e-5)  # each sample: a distribution
+    q = sinkhorn(scores, 0.05, 50)  # converged: prototypes equally used
+    assert torch.allclose(q.sum(dim=1), torch.ones(64), atol=1e-3)
+    assert torch.allclose(q.sum(dim=0), torch.full((16,), 64 / 16), atol=1e-3 * 64 / 16)
+
+
+@pytest.mark.parametrize("batch,eps", [(2, 0.05), (1, 1e-4), (4, 1e-6)])
+def test_sinkhorn_is_finite_for_small_batches_and_large_inverse_epsilon(batch, eps):
+    scores = torch.nn.functional.normalize(torch.randn(batch, 30), dim=1)
+    q = sinkhorn(scores, eps, 3)
+    assert torch.isfinite(q).all()
+    assert torch.allclose(q.sum(dim=1), torch.ones(batch), atol=1e-5)
+
+
+def test_sinkhorn_rejects_bad_input():
+    with pytest.raises(ValueError, match="epsilon"):
+        sinkhorn(torch.randn(4, 3), 0.0)
+    with pytest.raises(ValueError, match="iterations"):
+        sinkhorn(torch.randn(4, 3), 0.05, 0)
+
+
+def test_swav_loss_matches_swapped_prediction_formula():
+    g = torch.Generator().manual_seed(5)
+    views = [torch.randn(6, 9, generator=g).double() for _ in range(4)]  # 2 large + 2 small
+    codes = [torch.softmax(torch.randn(6, 9, generator=g).double(), dim=1) for _ in range(2)]
+    tau = 0.1
+    total = 0.0
+    for s in range(2):
+        sub = 0.0
+        for t in range(4):
+            if t == s:
+                continue
+            logp = torch.log_softmax(views[t] / tau, dim=1)
+            sub += -sum(float((codes[s][b] * logp[b]).sum()) for b in range(6)) / 6
+        total += sub / 3
+    assert swav_loss(views, codes, tau).item() == pytest.approx(total / 2, rel=1e-10)

@@ -46,3 +46,11 @@ def test_normalize_uint8_input():
     assert out.dtype == torch.float32
     torch.testing.assert_close(out[0, :, 0, 0], (1 - torch.tensor([0.485, 0.456, 0.406]))
                                / torch.tensor([0.229, 0.224, 0.225]))
+
+
+def test_global_bn_conversion_keeps_frozen_parameters_frozen():
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    for p in net.parameters():
+        p.requires_grad_(False)
+    converted = convert_batchnorm(net, use_gpu=False)
+    assert not any(p.requires_grad for p in converted.parameters())

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from raycl.config import Config, ConfigError
-from raycl.methods.base import Method
+from raycl.methods.base import Method, Progress
+from raycl.methods.byol import BYOL
+from raycl.methods.moco import MoCo, MoCoV2
 from raycl.methods.simclr import SimCLR
+from raycl.methods.simclrv2 import SimCLRv2
+from raycl.methods.swav import SwAV
 
-REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (SimCLR,)}
+REGISTRY: dict[str, type[Method]] = {cls.name: cls
+                                     for cls in (SimCLR, SimCLRv2, MoCo, MoCoV2, BYOL, SwAV)}
 
 
 def build_method(cfg: Config) -> Method:
@@ -18,4 +23,5 @@ def build_method(cfg: Config) -> Method:
     return cls(cfg)
 
 
-__all__ = ["Method", "REGISTRY", "SimCLR", "build_method"]
+__all__ = ["BYOL", "Method", "MoCo", "MoCoV2", "Progress", "REGISTRY", "SimCLR", "SimCLRv2", "SwAV",
+           "build_method"]

@@ -1,0 +1,121 @@
+"""SwAV (Caron et al. 2020): swapped prediction of online cluster codes, with multi-crop."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raycl import distributed
+from raycl.config import Config
+from raycl.losses import sinkhorn, swav_loss
+from raycl.methods.base import Method, Progress
+from raycl.models import projection_head
+
+
+class SwAV(Method):
+    """Backbone → projection head → L2-normalised z → scores ``zᵀC`` against K normalised prototypes.
+
+    Views are the 2 large crops followed by V small crops (``augment.small_crops``). Codes come only
+    from the large crops: Sinkhorn-Knopp (ε, 3 iterations) over the *global* batch (the row sums are
+    all-reduced, so N workers equal one worker), optionally on top of a queue of embeddings from past
+    batches (``method.queue_size``, from epoch ``method.queue_start_epoch``; each worker keeps its own
+    part of the queue, as in the reference code, which Sinkhorn sees as one set). Each view predicts
+    the codes of every other large view through ``softmax(scores/τ)`` (swapped prediction). The
+    prototypes are re-normalised before every step and get no update during the first
+    ``method.freeze_prototypes_epochs`` epochs. Pretext accuracy: how often the prototype a view
+    predicts is the one its partner was assigned (top-1/top-5 over views and partners).
+    """
+
+    name = "swav"
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        m, mo = cfg.method, cfg.model
+        self.head = projection_head(self.backbone.out_dim, mo.proj_depth, mo.proj_hidden_dim,
+                                    mo.proj_out_dim)
+        self.prototypes = nn.Linear(mo.proj_out_dim, m.prototypes, bias=False)
+        self.temperature, self.epsilon, self.iterations = m.temperature, m.epsilon, m.sinkhorn_iters
+        self.queue_start_epoch, self.freeze_epochs = m.queue_start_epoch, m.freeze_prototypes_epochs
+        self.small_crops = cfg.augment.small_crops
+        self.queue_size = m.queue_size
+        # This worker's part of the queue (not in checkpoints: its shape depends on the worker count;
+        # after a resume it refills within queue_size / batch steps, as it does at the start).
+        self.register_buffer("queue", torch.zeros(0), persistent=False)
+        self.register_buffer("queue_rows", torch.zeros((), dtype=torch.long), persistent=False)
+        self._epoch = 0
+
+    @property
+    def num_views(self) -> int:
+        return 2 + self.small_crops
+
+    @torch.no_grad()
+    def normalize_prototypes(self) -> None:
+        self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
+
+    def embed(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """L2-normalised embeddings of all views, large first (one backbone pass per resolution,
+        one head pass over everything, as in the reference code)."""
+        large = self.backbone(self.normalize(torch.cat(views[:2])))
+        hs = [large]
+        if len(views) > 2:
+            hs.append(self.backbone(self.normalize(torch.cat(views[2:]))))
+        return F.normalize(self.head(torch.cat(hs)), dim=1)
+
+    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        if len(views) != self.num_views:
+            raise ValueError(f"SwAV takes 2 large + {self.small_crops} small views, got {len(views)}")
+        self.normalize_prototypes()
+        b = views[0].shape[0]
+        z = self.embed(views)
+        scores = list(self.prototypes(z).split(b))
+        codes = []
+        queue = self._active_queue(z.shape[1], z.device, z.dtype)
+        for s in range(2):
+            out = scores[s].detach()
+            if queue is not None and int(self.queue_rows) >= queue.shape[1]:
+                out = torch.cat([queue[s] @ self.prototypes.weight.T, out])
+            codes.append(sinkhorn(out, self.epsilon, self.iterations)[-b:])
+        if queue is not None:
+            self._push(queue, z.detach()[:2 * b].view(2, b, -1))
+        loss = swav_loss(scores, codes, self.temperature)
+        top1, top5 = self._agreement(scores, codes)
+        return {"loss": loss, "pretext_top1": top1, "pretext_top5": top5}
+
+    def _active_queue(self, dim: int, device, dtype) -> torch.Tensor | None:
+        if not self.queue_size or self._epoch < self.queue_start_epoch:
+            return None
+        rows = self.queue_size // distributed.world_size()
+        if self.queue.shape != (2, rows, dim):
+            self.queue = torch.zeros(2, rows, dim, device=device, dtype=dtype)
+            self.queue_rows.zero_()
+        return self.queue
+
+    @torch.no_grad()
+    def _push(self, queue: torch.Tensor, z: torch.Tensor) -> None:
+        b = z.shape[1]
+        queue[:, b:] = queue[:, :-b].clone()
+        queue[:, :b] = z
+        self.queue_rows.add_(b)
+
+    @torch.no_grad()
+    def _agreement(self, scores: list[torch.Tensor], codes: list[torch.Tensor]
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        hits1, hits5, n = 0.0, 0.0, 0
+        for s, q in enumerate(codes):
+            assigned = q.argmax(dim=1, keepdim=True)
+            for t, x in enumerate(scores):
+                if t == s:
+                    continue
+                top = x.topk(min(5, x.shape[1]), dim=1).indices
+                hits1 += (top[:, :1] == assigned).any(dim=1).float().mean()
+                hits5 += (top == assigned).any(dim=1).float().mean()
+                n += 1
+        return hits1 / n, hits5 / n
+
+    def before_step(self, progress: Progress) -> None:
+        self._epoch = progress.epoch
+
+    def before_optimizer_step(self, progress: Progress) -> None:
+        if progress.epoch < self.freeze_epochs:
+            self.prototypes.weight.grad = None
