@@ -10,13 +10,17 @@ configuration stay light (no Ray, no torch import).
 
 from raycl.config import Config, ConfigError, preset
 
-__all__ = ["Config", "ConfigError", "RunResult", "make_config", "preset", "run"]
+__all__ = ["Config", "ConfigError", "RunResult", "evaluate", "make_config", "preset", "run"]
 __version__ = "0.1.0"
 
 _LAZY = {"run", "make_config", "RunResult"}
 
 
 def __getattr__(name: str):
+    if name == "evaluate":
+        from raycl.protocols import evaluate
+
+        return evaluate
     if name in _LAZY:
         from raycl import api
 

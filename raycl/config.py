@@ -137,13 +137,30 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """The per-epoch kNN monitor (weighted kNN on L2-normalised backbone features)."""
+    """The per-epoch kNN monitor (weighted kNN on L2-normalised backbone features) and the settings
+    of the evaluation protocols run after pre-training (:mod:`raycl.protocols`)."""
 
     knn_k: int = 200
     knn_temperature: float = 0.1
     knn_every: int = 1  # epochs between kNN evaluations (0: never)
     knn_bank_size: int | None = None  # cap on training images in the feature bank
     knn_at_init: bool = True  # also measure kNN before the first epoch
+    # evaluation protocols after pre-training (raycl.evaluate, raycl.protocols)
+    linear_layer: int = 0  # features the linear probe reads: 0 = backbone h, k = head layer k's output
+    linear_weight_decays: tuple = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)  # L2 grid, chosen on validation
+    linear_steps: int = 200  # L-BFGS iterations per linear fit
+    finetune_epochs: int = 30  # fine-tuning epochs over the labelled subset
+    finetune_batch_size: int = 64
+    finetune_lr: float = 0.1  # SGD (Nesterov, momentum 0.9) lr per 256 images, cosine decay
+    finetune_weight_decay: float = 0.0
+    subset_seed: int = 0  # seed of the class-balanced label subsets (1%, 10%, ...)
+    distill_epochs: int = 10  # epochs over all training images (unlabelled part included)
+    distill_temperature: float = 1.0  # softmax temperature of teacher and student
+    distill_alpha: float = 0.0  # weight of the labelled cross-entropy (1 - alpha: distillation)
+    distill_student: str = "random"  # student initialisation: "random" or "pretrained"
+    transform_tasks: tuple = ("color", "rotation", "sobel", "noise")  # transformation probe tasks
+    transform_images: int = 2000  # training images per transformation-probe task
+    extract_actors: int = 1  # Ray Data actors extracting features when Ray is running
 
 
 @dataclass
@@ -296,6 +313,34 @@ class Config:
         _int_at_least("eval.knn_every", e.knn_every, 0)
         if e.knn_bank_size is not None:
             _int_at_least("eval.knn_bank_size", e.knn_bank_size, 1)
+        _int_at_least("eval.linear_layer", e.linear_layer, 0)
+        if e.linear_layer > mo.proj_depth:
+            raise ConfigError("eval.linear_layer", e.linear_layer,
+                              f"0 (backbone h) to model.proj_depth = {mo.proj_depth}")
+        wds = e.linear_weight_decays
+        if not (isinstance(wds, (tuple, list)) and wds and all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < math.inf
+                for w in wds)):
+            raise ConfigError("eval.linear_weight_decays", wds, "a non-empty list of numbers >= 0")
+        _int_at_least("eval.linear_steps", e.linear_steps, 1)
+        _int_at_least("eval.finetune_epochs", e.finetune_epochs, 1)
+        _int_at_least("eval.finetune_batch_size", e.finetune_batch_size, 2)
+        _positive("eval.finetune_lr", e.finetune_lr)
+        if not isinstance(e.finetune_weight_decay, (int, float)) or e.finetune_weight_decay < 0:
+            raise ConfigError("eval.finetune_weight_decay", e.finetune_weight_decay, "a number >= 0")
+        _int_at_least("eval.subset_seed", e.subset_seed, 0)
+        _int_at_least("eval.distill_epochs", e.distill_epochs, 1)
+        _positive("eval.distill_temperature", e.distill_temperature)
+        if not (isinstance(e.distill_alpha, (int, float)) and 0.0 <= e.distill_alpha <= 1.0):
+            raise ConfigError("eval.distill_alpha", e.distill_alpha, "a number in [0, 1]")
+        _one_of("eval.distill_student", e.distill_student, ("random", "pretrained"))
+        tasks = ("color", "rotation", "sobel", "noise")
+        if not (isinstance(e.transform_tasks, (tuple, list)) and e.transform_tasks
+                and all(t in tasks for t in e.transform_tasks)):
+            raise ConfigError("eval.transform_tasks", e.transform_tasks,
+                              "a non-empty list of " + ", ".join(tasks))
+        _int_at_least("eval.transform_images", e.transform_images, 8)
+        _int_at_least("eval.extract_actors", e.extract_actors, 1)
 
         if not self.storage_path:
             raise ConfigError("storage_path", self.storage_path, "a non-empty path or URI")

@@ -23,7 +23,7 @@ from torch import nn
 
 from raycl import distributed
 from raycl.config import Config
-from raycl.evaluate import knn_accuracy
+from raycl.knn import knn_accuracy
 from raycl.methods import Method, Progress, build_method
 from raycl.optim import build_optimizer, set_lr, warmup_cosine
 

@@ -350,3 +350,55 @@ def test_bad_op_name_and_option_raise():
         A.make_op("nope", size=32)
     with pytest.raises(ValueError, match="colour_strength"):
         A.make_views("simclr", size=32, colour_strength=0.5)
+
+
+# --------------------------------------------------------------------------- #
+# swav and multi-crop
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("recipe", ["swav", "simclr", "byol", "pair:crop,color"])
+def test_multi_crop_gives_two_large_then_small_views(recipe):
+    imgs = uint8_batch(8, 32, 32)
+    views = A.make_views(recipe, size=32, small_crops=3, small_size=12)
+    assert len(views) == 5
+    g = gen(4)
+    outs = [v(imgs, g) for v in views]
+    assert [tuple(o.shape) for o in outs] == [(8, 3, 32, 32)] * 2 + [(8, 3, 12, 12)] * 3
+    assert all(o.dtype == torch.uint8 for o in outs)
+    # small views: view 0's ops with only the (first) crop replaced
+    small, large = views[2].ops, views[0].ops
+    assert isinstance(small[0], A.Crop) and small[0].scale == (0.05, 0.14) and small[0].size == 12
+    assert [type(op) for op in small] == [type(op) for op in large]
+    assert all(s is op for s, op in zip(small[1:], large[1:]) if not isinstance(op, A.Crop))
+    assert not torch.equal(outs[2], outs[3])  # each small view draws its own parameters
+
+
+def test_swav_recipe_ops_and_scales():
+    v0, _ = A.make_views("swav", size=96)
+    crop, color, blur = v0.ops
+    assert isinstance(crop, A.Crop) and crop.scale == (0.14, 1.0) and crop.flip == 0.5
+    assert isinstance(color, A.Color) and color.p == 0.8 and color.gray_p == 0.2
+    assert color.brightness == pytest.approx(0.8) and color.hue == pytest.approx(0.2)
+    assert isinstance(blur, A.Blur) and blur.p == 0.5
+    assert [type(op) for op in A.make_views("swav", size=96, blur=False)[0].ops] == [A.Crop, A.Color]
+    assert A.make_views("swav", size=32, scale=(0.3, 0.9))[1].ops[0].scale == (0.3, 0.9)
+    views = A.make_views("swav", size=32, color_strength=0.5, small_crops=2, small_size=16)
+    assert [v.ops[0].scale for v in views] == [(0.14, 1.0)] * 2 + [(0.05, 0.14)] * 2
+    assert A.default_crop_scale("swav") == (0.14, 1.0) and A.default_crop_scale("pair:crop,blur") == (0.08, 1.0)
+    assert len(A.make_views("simclr", size=224, small_crops=1)) == 3
+    assert A.make_views("simclr", size=224, small_crops=1)[2].ops[0].size == 96  # SwAV's 96 / 224
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"small_crops": 2, "small_size": 32}, "small_size"),
+        ({"small_crops": 2, "small_size": 40}, "small_size"),
+        ({"small_crops": -1}, "small_crops"),
+        ({"small_crops": 2, "small_size": 16, "small_scale": (0.2, 0.1)}, "small_scale"),
+        ({"small_crops": 2, "small_size": 16, "small_scale": (0.0, 0.1)}, "small_scale"),
+        ({"scale": (0.5, 1.5)}, "scale"),
+    ],
+)
+def test_multi_crop_bad_options_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        A.make_views("swav", size=32, **kwargs)

@@ -63,3 +63,14 @@ def test_eval_decode_centre_crops_to_view_size():
              "label": table.column("label").to_numpy()}
     out = decode_for_eval(batch, image_size=40, crop_size=32)
     assert out["image"].shape == (4, 3, 32, 32) and out["image"].dtype == np.uint8
+
+
+def test_swav_multi_crop_views_and_node_resource(ray_local):
+    cfg = preset("tiny", "swav").override({"data.num_images": 40, "augment.batch_size": 16})
+    tables = load_split_tables(cfg)
+    row = train_dataset(tables.train, cfg, EpochClock.remote()).take(1)[0]
+    sizes = [row[f"view{i}"].shape for i in range(4)]
+    assert sizes == [(3, 32, 32), (3, 32, 32), (3, 16, 16), (3, 16, 16)] and "view4" not in row
+    pinned = train_dataset(tables.train, cfg.override({"augment.node_resource": "augment_node"}), None)
+    args = pinned._logical_plan.dag.ray_remote_args  # not executed: no node has the resource here
+    assert args["resources"] == {"augment_node": 0.001}

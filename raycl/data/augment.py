@@ -27,6 +27,7 @@ Layout
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from typing import Any, Callable, Sequence
@@ -42,6 +43,8 @@ __all__ = [
     "ViewPipeline",
     "make_views",
     "make_op",
+    "default_crop_scale",
+    "default_small_size",
     # classes
     "Crop",
     "Flip",
@@ -852,7 +855,7 @@ OPS: dict[str, type] = {
     "rotate": Rotate,
 }
 
-RECIPES: tuple[str, ...] = ("simclr", "moco_v1", "moco_v2", "byol", "pair")
+RECIPES: tuple[str, ...] = ("simclr", "moco_v1", "moco_v2", "byol", "swav", "pair")
 """Recipe names; ``"pair"`` is used as ``"pair:a,b"`` with ``a, b`` in :data:`OPS`."""
 
 
@@ -952,17 +955,55 @@ class ViewPipeline:
         return "ViewPipeline([" + ", ".join(map(repr, self.ops)) + "])"
 
 
+_DEFAULT_SCALES: dict[str, tuple[float, float]] = {
+    "simclr": (0.08, 1.0),
+    "moco_v1": (0.2, 1.0),
+    "moco_v2": (0.2, 1.0),
+    "byol": (0.08, 1.0),
+    "swav": (0.14, 1.0),
+    "pair": (0.08, 1.0),
+}
+
+
+def default_crop_scale(recipe: str) -> tuple[float, float]:
+    """The area range of the large random resized crop of ``recipe`` when no ``scale`` is given."""
+    key = "pair" if isinstance(recipe, str) and recipe.startswith("pair:") else recipe
+    if key not in _DEFAULT_SCALES:
+        raise _unknown("recipe", recipe, [r for r in RECIPES if r != "pair"] + ["pair:a,b"])
+    return _DEFAULT_SCALES[key]
+
+
+def _check_scale(name: str, scale) -> tuple[float, float]:
+    ok = (
+        isinstance(scale, (tuple, list))
+        and len(scale) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scale)
+        and 0.0 < scale[0] <= scale[1] <= 1.0
+    )
+    if not ok:
+        raise ValueError(f"{name} must be a pair (low, high) with 0 < low <= high <= 1, got {scale!r}")
+    return float(scale[0]), float(scale[1])
+
+
+def default_small_size(size: int) -> int:
+    """SwAV's small-crop side relative to the large one (96 / 224), rounded: 32 -> 14, 224 -> 96."""
+    return max(1, round(size * 96 / 224))
+
+
 def make_views(
     recipe: str,
     *,
     size: int,
     color_strength: float = 1.0,
     blur: bool | None = None,
+    small_crops: int = 0,
+    small_size: int | None = None,
+    small_scale: tuple[float, float] = (0.05, 0.14),
     **kwargs,
 ) -> list[ViewPipeline]:
     """One :class:`ViewPipeline` per view for a named recipe.
 
-    Recipes (all two-view):
+    Recipes (two large views each):
 
     * ``simclr``: crop (0.08, 1) + flip 0.5, colour distortion at strength
       ``color_strength`` (jitter 0.8s/0.8s/0.8s/0.2s, p=0.8; grayscale 0.2),
@@ -974,14 +1015,27 @@ def make_views(
     * ``byol``: crop (0.08, 1) + flip, jitter 0.4/0.4/0.2/0.1 p=0.8, grayscale
       0.2, then asymmetric blur p 1.0 / 0.1 and solarize p 0 / 0.2 for views
       0 / 1 (``blur=False`` drops the blur).
+    * ``swav`` (Caron et al. 2020): SimCLR's ImageNet ops -- crop (0.14, 1) +
+      flip 0.5, colour distortion at ``color_strength`` (jitter
+      0.8s/0.8s/0.8s/0.2s p=0.8, grayscale 0.2), blur p=0.5 (``blur=False``
+      drops it) -- usually with multi-crop (``small_crops``, below).
     * ``pair:a,b`` (SimCLR Fig. 5): both views get a crop (resized to ``size``,
       no flip) only; view 0 then gets op ``a`` then op ``b`` (see
       :func:`make_op`); ``pair:a,a`` applies ``a`` once.
 
     For ``moco_*`` and ``byol`` the jitter ranges are multiplied by
-    ``color_strength`` (1.0 = the papers' values).  Extra ``kwargs``: ``scale``,
-    ``ratio``, ``flip`` (probability) and ``antialias`` of the crop(s) every
-    view starts with.
+    ``color_strength`` (1.0 = the papers' values).  Extra ``kwargs``: ``scale``
+    (None: the recipe's default, :func:`default_crop_scale`), ``ratio``,
+    ``flip`` (probability) and ``antialias`` of the crop(s) every view starts
+    with.
+
+    Multi-crop (SwAV; any recipe): ``small_crops = V`` appends V small views
+    after the 2 large ones, ``[large0, large1, small0, ..., small{V-1}]``.
+    A small view is view 0's pipeline with its crop replaced by a random
+    resized crop to ``small_size`` (None: :func:`default_small_size`, SwAV's
+    96/224 ratio) over the area range ``small_scale`` (same ratio, flip and
+    antialias as the large crop); every other op (colour, blur, ...) is
+    view 0's, so e.g. its blur kernel follows the small side.
     """
     allowed_kwargs = {"scale", "ratio", "flip", "antialias"}
     bad = set(kwargs) - allowed_kwargs
@@ -989,31 +1043,71 @@ def make_views(
         raise ValueError(f"unknown make_views option(s) {sorted(bad)}; allowed: {', '.join(sorted(allowed_kwargs))}")
     if not isinstance(recipe, str):
         raise _unknown("recipe", recipe, RECIPES)
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+    if not isinstance(small_crops, (int, np.integer)) or isinstance(small_crops, bool) or small_crops < 0:
+        raise ValueError(f"small_crops must be an integer >= 0, got {small_crops!r}")
+    if small_crops:
+        if small_size is None:
+            small_size = default_small_size(size)
+        if not isinstance(small_size, (int, np.integer)) or isinstance(small_size, bool) or small_size < 1:
+            raise ValueError(f"small_size must be a positive integer, got {small_size!r}")
+        if small_size >= size:
+            raise ValueError(f"small_size must be smaller than the large crop size {size}, got {small_size!r}")
+        small_scale = _check_scale("small_scale", small_scale)
     s = float(color_strength)
+    scale = kwargs.get("scale")
+    if scale is not None:
+        scale = _check_scale("scale", scale)
 
-    def crop(default_scale=(0.08, 1.0), default_flip=0.5) -> Crop:
+    def crop(default_scale=(0.08, 1.0), default_flip=0.5, out_size=size, crop_scale=None) -> Crop:
         return Crop(
-            size,
-            scale=kwargs.get("scale", default_scale),
+            out_size,
+            scale=crop_scale or scale or default_scale,
             ratio=kwargs.get("ratio", (3 / 4, 4 / 3)),
             flip=kwargs.get("flip", default_flip),
             antialias=kwargs.get("antialias", True),
         )
 
+    views = _large_views(recipe, size, s, blur, crop)
+    if small_crops:
+        base = views[0].ops
+        crops = [op for op in base if isinstance(op, Crop)]
+        flip = crops[0].flip if crops else 0.5
+        small = crop(default_flip=flip, out_size=int(small_size), crop_scale=small_scale)
+        ops = [small] + [_resized(op, int(small_size)) for op in base[1:]]
+        views += [ViewPipeline(ops) for _ in range(int(small_crops))]
+    return views
+
+
+def _resized(op, size: int):
+    """``op`` itself, or for a later :class:`Crop` (``pair:crop,...``) a copy that outputs ``size``."""
+    if not isinstance(op, Crop):
+        return op
+    op = copy.copy(op)
+    op.size = size
+    return op
+
+
+def _large_views(recipe: str, size: int, s: float, blur: bool | None, crop) -> list[ViewPipeline]:
     if recipe == "simclr":
         use_blur = size > 32 if blur is None else blur
         ops = [crop(), Color(s, p=0.8, gray_p=0.2)] + ([Blur(p=0.5)] if use_blur else [])
         return [ViewPipeline(ops), ViewPipeline(ops)]
+    if recipe == "swav":
+        use_blur = True if blur is None else blur
+        ops = [crop(_DEFAULT_SCALES["swav"]), Color(s, p=0.8, gray_p=0.2)] + ([Blur(p=0.5)] if use_blur else [])
+        return [ViewPipeline(ops), ViewPipeline(ops)]
     if recipe == "moco_v1":
         ops = [
-            crop((0.2, 1.0)),
+            crop(_DEFAULT_SCALES["moco_v1"]),
             Grayscale(0.2),
             Color(p=1.0, gray_p=0.0, brightness=0.4 * s, contrast=0.4 * s, saturation=0.4 * s, hue=0.4 * s),
         ]
         return [ViewPipeline(ops), ViewPipeline(ops)]
     if recipe == "moco_v2":
         ops = [
-            crop((0.2, 1.0)),
+            crop(_DEFAULT_SCALES["moco_v2"]),
             Color(p=0.8, gray_p=0.2, brightness=0.4 * s, contrast=0.4 * s, saturation=0.4 * s, hue=0.1 * s),
         ] + ([Blur(p=0.5)] if blur is None or blur else [])
         return [ViewPipeline(ops), ViewPipeline(ops)]

@@ -26,8 +26,8 @@ import pyarrow as pa
 import ray
 import torch
 
-from raycl.config import Config
-from raycl.data.augment import make_views
+from raycl.config import AugmentConfig, Config
+from raycl.data.augment import default_crop_scale, make_views
 from raycl.data.sources import decode_images, load_table, stratified_split
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,12 @@ class Augmenter:
     """
 
     def __init__(self, recipe: str, image_size: int, crop_size: int, color_strength: float,
-                 blur: bool, seed: int):
-        self.views = make_views(recipe, size=crop_size, color_strength=color_strength, blur=blur)
+                 blur: bool, seed: int, scale: tuple | None = None, small_crops: int = 0,
+                 small_crop_size: int | None = None, small_crop_scale: tuple = (0.05, 0.14)):
+        # multi-crop: view0, view1 at crop_size, then view2 .. view{1+small_crops} at small_crop_size
+        self.views = make_views(recipe, size=crop_size, color_strength=color_strength, blur=blur,
+                                scale=scale, small_crops=small_crops, small_size=small_crop_size,
+                                small_scale=small_crop_scale)
         self.image_size = image_size
         self.seed = seed
 
@@ -151,16 +155,40 @@ def decode_for_eval(batch: dict[str, np.ndarray], image_size: int, crop_size: in
     return {"image": np.ascontiguousarray(images.transpose(0, 3, 1, 2)), "label": batch["label"]}
 
 
+def _crop_scale(a) -> tuple | None:
+    """``augment.crop_scale`` as the large views' ``scale`` (a hashable tuple), or None for the
+    recipe's own default: the field's default (0.08, 1) is read as "not set" for recipes whose
+    default differs (MoCo's (0.2, 1), SwAV's (0.14, 1)), so that presets that never set it keep
+    their papers' crops."""
+    scale = tuple(float(v) for v in a.crop_scale)
+    unset = scale == tuple(AugmentConfig.crop_scale)
+    if unset and scale != default_crop_scale(a.recipe):
+        return None
+    return scale
+
+
 def train_dataset(table: pa.Table, cfg: Config, clock) -> ray.data.Dataset:
-    """Augmented two-view training stream, shuffled at block level each epoch."""
+    """Augmented training stream (``view0``, ``view1`` and, with ``augment.small_crops = V``, the
+    small views ``view2`` .. ``view{V+1}``), shuffled at block level each epoch.
+
+    With ``augment.node_resource`` set (e.g. ``"augment_node"``), the augmentation ``map_batches``
+    also asks for ``resources={node_resource: 0.001}``: on a multi-node cluster whose CPU-only nodes
+    advertise that custom resource (``resources: {CPU: 16, augment_node: 1000}`` in the node type of
+    ``cluster.yaml``), the decode + augment work is scheduled only on those nodes, never on the GPU
+    training nodes. The resource must exist somewhere in the cluster or the stream never starts.
+    """
     a = cfg.augment
     ds = ray.data.from_arrow(_blocks(table, a.batch_size))
     ds = ds.randomize_block_order(
         seed=ray.data.RandomSeedConfig(seed=cfg.train.seed, reseed_after_execution=True))
     kwargs = dict(recipe=a.recipe, image_size=cfg.data.image_size, crop_size=a.crop_size,
                   color_strength=a.color_strength, blur=a.blur, seed=cfg.train.seed, clock=clock,
-                  threads=max(1, int(a.cpus_per_actor)))
+                  threads=max(1, int(a.cpus_per_actor)), scale=_crop_scale(a),
+                  small_crops=int(a.small_crops), small_crop_size=int(a.small_crop_size),
+                  small_crop_scale=tuple(float(v) for v in a.small_crop_scale))
     common = dict(batch_size=a.batch_size, batch_format="numpy", num_cpus=a.cpus_per_actor)
+    if a.node_resource:
+        common["resources"] = {a.node_resource: 0.001}
     if a.compute == "tasks":
         return ds.map_batches(augment_task, fn_kwargs=kwargs, **common)
     return ds.map_batches(AugmentActor, fn_constructor_kwargs=kwargs,

@@ -46,3 +46,4 @@ def knn_accuracy(query: torch.Tensor, query_labels: torch.Tensor, bank: torch.Te
     hit = top == query_labels.long().to(top.device)[:, None]
     return {"knn_top1": hit[:, 0].float().mean().item(),
             "knn_top5": hit.any(dim=1).float().mean().item()}
+

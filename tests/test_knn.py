@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from raycl.evaluate import knn_accuracy, knn_class_scores
+from raycl.knn import knn_accuracy, knn_class_scores
 
 
 def brute_force_knn(query, bank, labels, num_classes, k, t):

@@ -1,0 +1,290 @@
+"""Augmentation throughput: raycl's batched two-view SimCLR views vs torchvision's per-image transforms.
+
+Both sides do the same work per image, JPEG decode included, on the first ``--images`` rows of the
+CIFAR-10 Parquet (JPEG bytes, read with pyarrow), with the same number of worker processes, one torch
+thread each, measured in the same run (methods interleaved within every repeat, so background load
+hits them alike):
+
+- ``torchvision``: a map-style ``Dataset`` whose item is one image: PIL decode → RGB [→ ``Resize``
+  to the view size] → twice ``Compose([RandomResizedCrop(size), RandomHorizontalFlip(),
+  RandomApply([ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)], p=0.8), RandomGrayscale(0.2), ToTensor()])``
+  (SimCLR's CIFAR recipe at colour strength s = 0.5: jitter 0.4/0.4/0.4/0.1), batched by a
+  ``DataLoader`` (``batch_size`` images, ``num_workers = --cpus``).
+- ``raycl``: a ``Dataset`` whose item is one batch of ``batch_size`` encoded images, run by
+  :class:`raycl.data.pipeline.Augmenter` (what an ``AugmentActor`` / ``augment_task`` runs:
+  ``decode_images`` + ``make_views("simclr", color_strength=s, blur=False)``), through a
+  ``DataLoader`` with ``batch_size=None`` and the same ``num_workers``: same processes, same
+  transfer to the consumer.
+- ``raycl_ray_data`` (``--ray``): the same ``Augmenter`` as ``map_batches`` tasks (the ``tiny``
+  preset's ``augment.compute = "tasks"`` path) on a local Ray with ``num_cpus = --cpus``; Ray start-up
+  and the first (warm-up) execution are not timed.
+
+Size 96 (``--sizes 32 96``): the 32 px JPEGs are decoded and resized to 96 px as part of decode
+(raycl's ``data.image_size = 96``: ``decode_images(..., 96)``; torchvision: ``Resize(96)`` on the
+PIL image), then cropped and resized to 96 px views.  That is the work a 96 px run (STL-10 scale)
+does per image; the alternative (crop the 32 px image and upsample the crop to 96) is cheaper for both.
+Blur is off on both sides (the listed torchvision recipe has none); ``--blur`` adds SimCLR's blur
+(p = 0.5, kernel 10 % of the side, σ ∈ [0.1, 2]) to both.
+
+Outputs: raycl uint8 NCHW views; torchvision float32 (``ToTensor``) — each library's normal output.
+
+    python bench/data_throughput.py [--images 5000] [--cpus 2] [--sizes 32 96] [--repeats 3] [--ray]
+        [--out bench/results/data_throughput.json]
+
+Prints a table (method, size, cpus, images/s, per core, ratio vs torchvision: medians over repeats,
+with min–max; and images per CPU-second of the worker processes plus the consumer, read from /proc,
+which is far less sensitive than wall time to other jobs on a shared machine) and writes JSON with
+every repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from raycl.data.pipeline import Augmenter
+
+DEFAULT_DATA = "/work/shared/datasets/cifar10/train.parquet"
+
+
+def load_encoded(path: str, n: int) -> tuple[list[bytes], np.ndarray]:
+    table = pq.read_table(path, columns=["image", "label"]).slice(0, n)
+    return table.column("image").to_pylist(), table.column("label").to_numpy().astype(np.int64)
+
+
+# --------------------------------------------------------------------------- torchvision
+def torchvision_transform(size: int, strength: float, blur: bool):
+    from torchvision import transforms as T
+
+    s = strength
+    ops = [
+        T.RandomResizedCrop(size),
+        T.RandomHorizontalFlip(),
+        T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
+        T.RandomGrayscale(p=0.2),
+    ]
+    if blur:
+        k = max(3, int(0.1 * size) | 1)
+        ops.append(T.RandomApply([T.GaussianBlur(k, sigma=(0.1, 2.0))], p=0.5))
+    ops.append(T.ToTensor())
+    return T.Compose(ops)
+
+
+class TorchvisionPairs(Dataset):
+    """One image per item: decode (and resize to ``size`` if needed), two views."""
+
+    def __init__(self, images: list[bytes], labels: np.ndarray, size: int, strength: float,
+                 blur: bool):
+        self.images, self.labels, self.size = images, labels, size
+        self.transform = torchvision_transform(size, strength, blur)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        img = Image.open(io.BytesIO(self.images[i])).convert("RGB")
+        if img.size != (self.size, self.size):
+            img = img.resize((self.size, self.size), Image.BILINEAR)
+        return self.transform(img), self.transform(img), int(self.labels[i])
+
+
+# --------------------------------------------------------------------------- raycl
+class RayclBatches(Dataset):
+    """One batch of encoded images per item, augmented by raycl's :class:`Augmenter`."""
+
+    def __init__(self, images: list[bytes], labels: np.ndarray, size: int, strength: float,
+                 blur: bool, batch_size: int):
+        self.blocks = []
+        for start in range(0, len(images), batch_size):
+            stop = min(start + batch_size, len(images))
+            self.blocks.append({"image": np.array(images[start:stop], dtype=object),
+                                "label": labels[start:stop],
+                                "id": np.arange(start, stop, dtype=np.int64)})
+        self.kwargs = {"recipe": "simclr", "image_size": size, "crop_size": size,
+                       "color_strength": strength, "blur": blur, "seed": 0}
+        self.augmenter = None
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, i: int):
+        if self.augmenter is None:  # built in the worker
+            self.augmenter = Augmenter(**self.kwargs)
+        return self.augmenter(self.blocks[i], epoch=0)
+
+
+def _loader(ds: Dataset, cpus: int, batch_size: int | None) -> DataLoader:
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=cpus,
+                      persistent_workers=cpus > 0, prefetch_factor=4 if cpus > 0 else None)
+
+
+def _proc_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of one process from /proc (Linux), None where unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _worker_cpu(loader: DataLoader) -> float | None:
+    it = getattr(loader, "_iterator", None)
+    workers = getattr(it, "_workers", None) if it is not None else None
+    if not workers:
+        return None
+    times = [_proc_cpu_seconds(w.pid) for w in workers]
+    return None if any(t is None for t in times) else sum(times)
+
+
+def _epoch(loader: DataLoader) -> tuple[float, int, float | None]:
+    """Wall seconds, images, and CPU seconds (workers + this process) of one pass."""
+    cpu0, main0 = _worker_cpu(loader), time.process_time()
+    start, n = time.perf_counter(), 0
+    for batch in loader:
+        first = batch["view0"] if isinstance(batch, dict) else batch[0]
+        n += len(first)
+    wall = time.perf_counter() - start
+    cpu1 = _worker_cpu(loader)
+    cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0 + time.process_time() - main0
+    return wall, n, cpu
+
+
+# --------------------------------------------------------------------------- Ray Data
+def _ray_dataset(images, labels, size, strength, blur, batch_size, cpus):
+    import pyarrow as pa
+    import ray
+
+    from raycl.data.pipeline import augment_task
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    table = pa.table({"image": pa.array(images, pa.binary()), "label": labels,
+                      "id": np.arange(len(images), dtype=np.int64)})
+    blocks = [table.slice(i, batch_size) for i in range(0, table.num_rows, batch_size)]
+    kwargs = {"recipe": "simclr", "image_size": size, "crop_size": size,
+              "color_strength": strength, "blur": blur, "seed": 0, "clock": None, "threads": 1}
+    return ray.data.from_arrow(blocks).map_batches(
+        augment_task, fn_kwargs=kwargs, batch_size=batch_size, batch_format="numpy", num_cpus=1)
+
+
+def _ray_epoch(ds) -> tuple[float, int, None]:
+    start, n = time.perf_counter(), 0
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
+        n += len(batch["view0"])
+    return time.perf_counter() - start, n, None  # Ray's workers are not our children: no CPU time
+
+
+# --------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--images", type=int, default=5000)
+    p.add_argument("--cpus", type=int, default=2, help="DataLoader workers / Ray CPUs")
+    p.add_argument("--sizes", type=int, nargs="+", default=[32, 96])
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--strength", type=float, default=0.5, help="SimCLR colour strength s")
+    p.add_argument("--blur", action="store_true", help="add SimCLR's blur (p=0.5) to both")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--ray", action="store_true", help="also time raycl through Ray Data map_batches")
+    p.add_argument("--out", default="bench/results/data_throughput.json")
+    args = p.parse_args(argv)
+    if args.cpus < 1:
+        p.error("--cpus must be >= 1")
+
+    images, labels = load_encoded(args.data, args.images)
+    print(f"{len(images)} images from {args.data}; {args.cpus} worker processes; "
+          f"batch {args.batch_size}; colour strength {args.strength}; blur {args.blur}; "
+          f"{args.repeats} repeats; load average {os.getloadavg()[0]:.2f}", flush=True)
+    rows = []
+    for size in args.sizes:
+        methods = {
+            "torchvision": _loader(TorchvisionPairs(images, labels, size, args.strength, args.blur),
+                                   args.cpus, args.batch_size),
+            "raycl": _loader(RayclBatches(images, labels, size, args.strength, args.blur,
+                                          args.batch_size), args.cpus, None),
+        }
+        runners = {name: (lambda ld=ld: _epoch(ld)) for name, ld in methods.items()}
+        if args.ray:
+            ds = _ray_dataset(images, labels, size, args.strength, args.blur, args.batch_size,
+                              args.cpus)
+            runners["raycl_ray_data"] = lambda ds=ds: _ray_epoch(ds)
+        for run in runners.values():  # warm-up: worker start-up, imports, caches
+            run()
+        times: dict[str, list[float]] = {name: [] for name in runners}
+        cpu: dict[str, list[float | None]] = {name: [] for name in runners}
+        for _ in range(args.repeats):
+            for name, run in runners.items():
+                seconds, n, cpu_seconds = run()
+                assert n == len(images), (name, n)
+                times[name].append(seconds)
+                cpu[name].append(cpu_seconds)
+        rates = {name: [len(images) / t for t in ts] for name, ts in times.items()}
+        cpu_rates = {name: [len(images) / c for c in cs] if all(cs) else None
+                     for name, cs in cpu.items()}
+        base = statistics.median(rates["torchvision"])
+        cpu_base = cpu_rates["torchvision"]
+        for name, r in rates.items():
+            med = statistics.median(r)
+            c = cpu_rates[name]
+            rows.append({
+                "method": name, "size": size, "cpus": args.cpus, "images": len(images),
+                "images_per_s": med, "images_per_s_min": min(r), "images_per_s_max": max(r),
+                "per_core": med / args.cpus, "ratio_vs_torchvision": med / base,
+                "ratios_per_repeat": [x / y for x, y in zip(r, rates["torchvision"])],
+                "seconds": times[name],
+                "cpu_seconds": cpu[name],
+                "images_per_cpu_s": statistics.median(c) if c else None,
+                "cpu_ratio_vs_torchvision": (statistics.median(c) / statistics.median(cpu_base)
+                                             if c and cpu_base else None),
+            })
+        del methods
+
+    header = f"{'method':<16} {'size':>4} {'cpus':>4} {'images/s':>10} {'(min-max)':>15} " \
+             f"{'per core':>9} {'vs tv':>6} {'ratio min-max':>14} {'img/cpu-s':>10} {'vs tv':>6}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        spread = f"{r['images_per_s_min']:.0f}-{r['images_per_s_max']:.0f}"
+        rs = r["ratios_per_repeat"]
+        per_cpu = f"{r['images_per_cpu_s']:.0f}" if r["images_per_cpu_s"] else "-"
+        cpu_ratio = f"{r['cpu_ratio_vs_torchvision']:.2f}x" if r["cpu_ratio_vs_torchvision"] else "-"
+        print(f"{r['method']:<16} {r['size']:>4} {r['cpus']:>4} {r['images_per_s']:>10.0f} "
+              f"{spread:>15} {r['per_core']:>9.0f} {r['ratio_vs_torchvision']:>5.2f}x "
+              f"{min(rs):>6.2f}-{max(rs):<7.2f} {per_cpu:>10} {cpu_ratio:>6}")
+    print("images/s: wall clock, median over repeats; per core = images/s / cpus; img/cpu-s: images "
+          "per CPU-second of the worker processes + the consumer (from /proc), less sensitive to "
+          "other load on the machine")
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"data": args.data, "images": len(images), "cpus": args.cpus,
+            "batch_size": args.batch_size, "strength": args.strength, "blur": args.blur,
+            "repeats": args.repeats, "torch": torch.__version__, "python": sys.version.split()[0],
+            "machine": platform.processor() or platform.machine(), "os_cpu_count": os.cpu_count(),
+            "load_average_after": os.getloadavg()[0],
+            "note": "two views per image, JPEG decode included; medians over repeats"}
+    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
