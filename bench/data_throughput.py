@@ -57,7 +57,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from raycl.data.pipeline import Augmenter
 
-DEFAULT_DATA = "/work/shared/datasets/cifar10/train.parquet"
+# the shared CIFAR-10 Parquet beside the checkout (../shared/datasets/cifar10), never copied in
+DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10"
+                   / "train.parquet")
 
 
 def load_encoded(path: str, n: int) -> tuple[list[bytes], np.ndarray]:

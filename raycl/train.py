@@ -26,6 +26,7 @@ from raycl.config import Config
 from raycl.knn import knn_accuracy
 from raycl.methods import Method, Progress, build_method
 from raycl.optim import build_optimizer, set_lr, warmup_cosine
+from raycl.runtime import keep_freed_memory
 
 STATE_FILE = "state.pt"
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ def train_loop(loop_config: dict) -> None:
     clock, num_train, num_classes = (loop_config["clock"], loop_config["num_train"],
                                      loop_config["num_classes"])
     torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
+    keep_freed_memory()
     device = ray.train.torch.get_device()
     rank, world = distributed.rank(), distributed.world_size()
 

@@ -1,0 +1,43 @@
+"""Process-level settings that make raycl's batched tensor work fast on CPU."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+
+log = logging.getLogger(__name__)
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
+_M_MMAP_THRESHOLD = -3
+_KEEP_BYTES = 256 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def keep_freed_memory(keep_bytes: int = _KEEP_BYTES) -> bool:
+    """Let glibc's malloc reuse freed blocks of up to ``keep_bytes`` instead of returning them to the OS.
+
+    By default glibc serves blocks above a (dynamic, at most 32 MiB) threshold with ``mmap`` and gives
+    them back on ``free``, and trims the heap top: every batch-sized temporary tensor then costs fresh
+    page faults. Measured on one core, decode + two SimCLR views per 256 CIFAR images: 41 → 33 ms at
+    32 px, 204 → 186 ms at 96 px (colour jitter alone at 96 px: 81 → 43 ms). Raising the mmap and trim thresholds keeps such
+    blocks in the heap for reuse; the price is that a process holds on to up to about ``keep_bytes``
+    of freed memory. Same effect as ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``.
+    Returns whether the setting took (False off glibc, e.g. macOS, where nothing changes).
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = all(mallopt(param, value) == 1 for param, value in (
+        (_M_MMAP_THRESHOLD, keep_bytes), (_M_TRIM_THRESHOLD, 2 * keep_bytes),
+        (_M_TOP_PAD, 16 << 20)))
+    if not ok:
+        log.debug("mallopt refused the thresholds; the allocator keeps its defaults")
+    return ok
