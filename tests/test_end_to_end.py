@@ -20,6 +20,7 @@ def test_simclr_tiny_end_to_end(ray_local, tmp_path):
     trained = h[h["epoch"] > 0]
     assert all(math.isfinite(x) for x in trained["loss"])
     assert h["knn_top1"].notna().all() and ((h["knn_top1"] >= 0) & (h["knn_top1"] <= 1)).all()
+    assert h["knn_top1"].iloc[-1] > h["knn_top1"].iloc[0]  # beats the random-init network
     assert (trained["images_per_s"] > 0).all()
     assert result.metrics["epoch"] == 2 and math.isfinite(result.metrics["loss"])
 
@@ -30,3 +31,30 @@ def test_simclr_tiny_end_to_end(ray_local, tmp_path):
     summary = pd.read_parquet(os.path.join(result.path, "summary.parquet"))
     assert summary.loc[0, "train.workers"] == 2 and summary.loc[0, "final_epoch"] == 2
     assert os.path.getsize(os.path.join(result.path, "curves.png")) > 1000
+
+
+# kNN top-1 on the validation split must beat the randomly initialised network's after 2 epochs
+# (2 workers, fixed seeds: seen 0.245 -> 0.38 SimCLR, 0.35 MoCo and MoCo v2). BYOL and SwAV do not
+# get there on the tiny embedded setting within a CPU test's budget (0.245 -> 0.21 / 0.235 after
+# 2 epochs, also with an independent BYOL written from the paper); SimCLRv2's 3-layer head is
+# marginal (0.26). For those the test checks the run itself: finite, decreasing loss and their
+# method's own per-epoch metric.
+LEARNS_IN_TWO_EPOCHS = {"moco", "mocov2"}
+
+
+@pytest.mark.parametrize("method", ["simclrv2", "moco", "mocov2", "byol", "swav"])
+def test_each_method_runs_end_to_end(ray_local, tmp_path, method):
+    result = raycl.run(method=method, workers=2, preset="tiny", epochs=2,
+                       storage_path=str(tmp_path), name=method)
+    h = result.history.set_index("epoch")
+    assert list(h.index) == [0, 1, 2]
+    loss = h.loc[[1, 2], "loss"]
+    assert loss.map(math.isfinite).all() and loss[2] < loss[1]
+    if method == "byol":
+        assert (h.loc[[1, 2], "pretext_cos"] > 0).all()
+        assert 0.99 < h.loc[2, "target_momentum"] <= 1.0
+    else:
+        assert h.loc[[1, 2], "pretext_top1"].between(0, 1).all()
+    if method in LEARNS_IN_TWO_EPOCHS:
+        assert h.loc[2, "knn_top1"] > h.loc[0, "knn_top1"]
+    assert os.path.isfile(os.path.join(result.checkpoint, "state.pt"))

@@ -183,7 +183,7 @@ def _config_error(method, **overrides) -> ConfigError:
 
 
 def test_moco_queue_must_be_a_multiple_of_the_global_batch():
-    e = _config_error("moco", **{"method.queue_size": 1000})
+    e = _config_error("moco", **{"method.queue_size": 1000, "train.batch_size": 128})
     assert e.field == "method.queue_size" and "1000" in str(e) and "train.batch_size = 128" in str(e)
     assert _config_error("moco", **{"method.queue_size": 0}).field == "method.queue_size"
 
