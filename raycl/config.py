@@ -80,7 +80,9 @@ class AugmentConfig:
 
     recipe: str = "simclr"
     crop_size: int = 32  # output side of every view (of the large views with multi-crop)
-    crop_scale: tuple = (0.08, 1.0)  # area range of the random resized crop (large views)
+    # area range of the random resized crop of the large views; None: the recipe's own
+    # (SimCLR/BYOL (0.08, 1), MoCo (0.2, 1), SwAV (0.14, 1))
+    crop_scale: tuple | None = None
     small_crops: int = 0  # multi-crop (SwAV): V extra small views
     small_crop_size: int = 16
     small_crop_scale: tuple = (0.05, 0.14)
@@ -244,7 +246,8 @@ class Config:
 
         _one_of("augment.recipe", a.recipe, RECIPES, prefixes=("pair:",))
         _int_at_least("augment.crop_size", a.crop_size, 8)
-        _scale_range("augment.crop_scale", a.crop_scale)
+        if a.crop_scale is not None:
+            _scale_range("augment.crop_scale", a.crop_scale)
         _int_at_least("augment.small_crops", a.small_crops, 0)
         if a.small_crops:
             _int_at_least("augment.small_crop_size", a.small_crop_size, 4)
@@ -448,7 +451,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     """Light type coercion: ints given for floats, strings from the CLI for numbers and booleans."""
     if isinstance(value, str) and not isinstance(default, str) and default is not None:
         value = parse_value(value)
-    if isinstance(default, tuple) and isinstance(value, list):
+    if isinstance(value, list) and (default is None or isinstance(default, tuple)):
         return tuple(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):

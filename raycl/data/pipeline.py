@@ -26,8 +26,8 @@ import pyarrow as pa
 import ray
 import torch
 
-from raycl.config import AugmentConfig, Config
-from raycl.data.augment import default_crop_scale, make_views
+from raycl.config import Config
+from raycl.data.augment import make_views
 from raycl.data.sources import decode_images, load_table, stratified_split
 from raycl.runtime import keep_freed_memory
 
@@ -157,18 +157,6 @@ def decode_for_eval(batch: dict[str, np.ndarray], image_size: int, crop_size: in
     return {"image": np.ascontiguousarray(images.transpose(0, 3, 1, 2)), "label": batch["label"]}
 
 
-def _crop_scale(a) -> tuple | None:
-    """``augment.crop_scale`` as the large views' ``scale`` (a hashable tuple), or None for the
-    recipe's own default: the field's default (0.08, 1) is read as "not set" for recipes whose
-    default differs (MoCo's (0.2, 1), SwAV's (0.14, 1)), so that presets that never set it keep
-    their papers' crops."""
-    scale = tuple(float(v) for v in a.crop_scale)
-    unset = scale == tuple(AugmentConfig.crop_scale)
-    if unset and scale != default_crop_scale(a.recipe):
-        return None
-    return scale
-
-
 def train_dataset(table: pa.Table, cfg: Config, clock) -> ray.data.Dataset:
     """Augmented training stream (``view0``, ``view1`` and, with ``augment.small_crops = V``, the
     small views ``view2`` .. ``view{V+1}``), shuffled at block level each epoch.
@@ -185,7 +173,8 @@ def train_dataset(table: pa.Table, cfg: Config, clock) -> ray.data.Dataset:
         seed=ray.data.RandomSeedConfig(seed=cfg.train.seed, reseed_after_execution=True))
     kwargs = dict(recipe=a.recipe, image_size=cfg.data.image_size, crop_size=a.crop_size,
                   color_strength=a.color_strength, blur=a.blur, seed=cfg.train.seed, clock=clock,
-                  threads=max(1, int(a.cpus_per_actor)), scale=_crop_scale(a),
+                  threads=max(1, int(a.cpus_per_actor)),
+                  scale=None if a.crop_scale is None else tuple(map(float, a.crop_scale)),
                   small_crops=int(a.small_crops), small_crop_size=int(a.small_crop_size),
                   small_crop_scale=tuple(float(v) for v in a.small_crop_scale))
     common = dict(batch_size=a.batch_size, batch_format="numpy", num_cpus=a.cpus_per_actor)
