@@ -14,7 +14,10 @@ hits them alike):
   :class:`raycl.data.pipeline.Augmenter` (what an ``AugmentActor`` / ``augment_task`` runs:
   ``decode_images`` + ``make_views("simclr", color_strength=s, blur=False)``), through a
   ``DataLoader`` with ``batch_size=None`` and the same ``num_workers``: same processes, same
-  transfer to the consumer.
+  transfer to the consumer.  Default backend ``"auto"``: the fused C kernel of
+  :mod:`raycl.data.fused` (built before timing starts).
+- ``raycl_torch_ops``: the same with ``backend="torch"`` (the batched torch ops, no compiled
+  kernel): what raycl does on a machine without a C compiler.
 - ``raycl_ray_data`` (``--ray``): the same ``Augmenter`` as ``map_batches`` tasks (the ``tiny``
   preset's ``augment.compute = "tasks"`` path) on a local Ray with ``num_cpus = --cpus``; Ray start-up
   and the first (warm-up) execution are not timed.
@@ -108,7 +111,7 @@ class RayclBatches(Dataset):
     """One batch of encoded images per item, augmented by raycl's :class:`Augmenter`."""
 
     def __init__(self, images: list[bytes], labels: np.ndarray, size: int, strength: float,
-                 blur: bool, batch_size: int):
+                 blur: bool, batch_size: int, backend: str = "auto"):
         self.blocks = []
         for start in range(0, len(images), batch_size):
             stop = min(start + batch_size, len(images))
@@ -116,7 +119,7 @@ class RayclBatches(Dataset):
                                 "label": labels[start:stop],
                                 "id": np.arange(start, stop, dtype=np.int64)})
         self.kwargs = {"recipe": "simclr", "image_size": size, "crop_size": size,
-                       "color_strength": strength, "blur": blur, "seed": 0}
+                       "color_strength": strength, "blur": blur, "seed": 0, "backend": backend}
         self.augmenter = None
 
     def __len__(self) -> int:
@@ -211,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpus < 1:
         p.error("--cpus must be >= 1")
 
+    from raycl.data import fused
+
+    print(f"fused kernel: {fused.library()._name}", flush=True)  # build it outside the timing
     images, labels = load_encoded(args.data, args.images)
     print(f"{len(images)} images from {args.data}; {args.cpus} worker processes; "
           f"batch {args.batch_size}; colour strength {args.strength}; blur {args.blur}; "
@@ -222,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                                    args.cpus, args.batch_size),
             "raycl": _loader(RayclBatches(images, labels, size, args.strength, args.blur,
                                           args.batch_size), args.cpus, None),
+            "raycl_torch_ops": _loader(RayclBatches(images, labels, size, args.strength, args.blur,
+                                                    args.batch_size, "torch"), args.cpus, None),
         }
         runners = {name: (lambda ld=ld: _epoch(ld)) for name, ld in methods.items()}
         if args.ray:

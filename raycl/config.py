@@ -27,6 +27,7 @@ MOMENTUM_SCHEDULES = ("constant", "cosine")
 RECIPES = ("simclr", "moco_v1", "moco_v2", "byol", "swav")
 PRESETS = ("tiny", "cifar10", "imagenet")
 COMPUTES = ("actors", "tasks")
+AUGMENT_BACKENDS = ("auto", "fused", "torch")  # raycl.data.augment.BACKENDS
 
 
 class ConfigError(ValueError):
@@ -89,6 +90,9 @@ class AugmentConfig:
     color_strength: float = 0.5
     blur: bool = False
     compute: str = "actors"  # "actors": an actor pool; "tasks": stateless tasks (no per-epoch start-up)
+    # "auto": the compiled CPU kernel (raycl.data.fused) where it applies, else torch ops; "fused":
+    # the kernel or an error; "torch": torch ops only. Same views either way.
+    backend: str = "auto"
     actors: int = 1  # augmentation actor pool size (scales apart from training workers)
     cpus_per_actor: float = 1.0
     batch_size: int = 256  # images per map_batches call
@@ -261,6 +265,7 @@ class Config:
         if not (0.0 <= a.color_strength <= 2.0):
             raise ConfigError("augment.color_strength", a.color_strength, "a number in [0, 2]")
         _one_of("augment.compute", a.compute, COMPUTES)
+        _one_of("augment.backend", a.backend, AUGMENT_BACKENDS)
         _int_at_least("augment.actors", a.actors, 1)
         _positive("augment.cpus_per_actor", a.cpus_per_actor)
         _int_at_least("augment.batch_size", a.batch_size, 1)

@@ -1,0 +1,228 @@
+"""The fused CPU kernel of the view pipelines (``_views.c``): build, load, run.
+
+A :class:`~raycl.data.augment.ViewPipeline` whose ops are a :class:`~raycl.data.augment.Crop`
+followed by any of ``Color``, ``Grayscale``, ``Blur``, ``Solarize``, ``Flip`` (every named recipe:
+simclr, moco_v1, moco_v2, byol, swav and its small crops) can run on uint8 CPU images through
+one C function that processes each image whole, in cache, instead of one batch-wide torch pass
+per elementwise step.  The random parameters are still drawn by the ops' own ``sample`` methods,
+in the same order and from the same generator as the torch path, so both paths give the same
+views (to the last bit almost everywhere, within 1/255 always: tests/test_fused.py).
+
+The C file is compiled on first use with the system C compiler (``$CC`` or ``cc``; about a
+second) into ``$RAYCL_CACHE_DIR`` (default ``~/.cache/raycl``), keyed by the source, the flags
+and the CPU, and loaded with ctypes.  Without a compiler the pipelines use the torch ops; they
+say so once in the log.  Measured (bench/data_throughput.py): see the README's Benchmarks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from raycl.data import augment as A
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("_views.c")
+# -ffp-contract=off: no fused multiply-adds, so the float32 arithmetic is the torch ops' own
+# -fno-math-errno: lets floorf/rintf/fminf compile to single instructions
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=gnu99", "-fPIC",
+         "-shared"]
+
+_COLOR, _GRAY, _BLUR, _SOLARIZE, _FLIP = 1, 2, 3, 4, 5
+_SUPPORTED_AFTER_CROP = (A.Color, A.Grayscale, A.Blur, A.Solarize, A.Flip)
+
+
+class FusedUnavailable(RuntimeError):
+    """The kernel could not be built or loaded here (no C compiler, unwritable cache...)."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RAYCL_CACHE_DIR") or Path.home() / ".cache" / "raycl")
+
+
+def _cpu_key() -> str:
+    # -march=native code must not be reused on another CPU sharing the cache (NFS home)
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "model name", "Features", "CPU part")):
+                flags += line
+                if line.startswith(("flags", "Features")):
+                    break
+    except OSError:
+        pass
+    return platform.machine() + platform.system() + flags
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC") or "cc"
+    return shutil.which(cc) or shutil.which("gcc") or shutil.which("clang")
+
+
+def build(directory: Path | None = None) -> Path:
+    """Compile ``_views.c`` (once per source, flags and CPU) and return the shared library's path."""
+    cc = _compiler()
+    if cc is None:
+        raise FusedUnavailable("no C compiler found (set $CC, or install gcc or clang)")
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source + " ".join(FLAGS).encode() + _cpu_key().encode()).hexdigest()[:16]
+    directory = directory or cache_dir()
+    target = directory / f"raycl_views_{key}.so"
+    if target.exists():
+        return target
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
+        os.close(fd)
+    except OSError as exc:
+        raise FusedUnavailable(f"cannot write the kernel cache {directory}: {exc} "
+                               "(set $RAYCL_CACHE_DIR to a writable folder)") from exc
+    try:
+        done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True,
+                              text=True, timeout=120)
+        if done.returncode != 0:
+            raise FusedUnavailable(f"{cc} failed on {SOURCE.name}: {done.stderr.strip()[-2000:]}")
+        os.replace(tmp, target)  # atomic: concurrent builders (Ray actors) each write their own tmp
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+@functools.lru_cache(maxsize=1)
+def library() -> ctypes.CDLL:
+    """The loaded kernel (built if needed); raises :class:`FusedUnavailable`."""
+    path = build()
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as exc:
+        raise FusedUnavailable(f"cannot load {path}: {exc}") from exc
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    lib.raycl_views.argtypes = [p, i64, i64, i64, i64, i32, i32, i32, p, p, i32, p, p, i32, i32,
+                                i32, i32, p, p, p, p, p]
+    lib.raycl_views.restype = i32
+    return lib
+
+
+@functools.lru_cache(maxsize=1)
+def available() -> bool:
+    """Whether the kernel builds and loads here (logs why not, once per process)."""
+    try:
+        library()
+        return True
+    except FusedUnavailable as exc:
+        log.warning("raycl: the fused augmentation kernel is unavailable, using torch ops "
+                    "(same views, slower): %s", exc)
+        return False
+
+
+def supports(ops) -> bool:
+    """Whether a pipeline's ops can run fused: a Crop, then only fused ops."""
+    return (len(ops) >= 1 and type(ops[0]) is A.Crop
+            and all(type(op) in _SUPPORTED_AFTER_CROP for op in ops[1:]))
+
+
+def _shape_only(n: int, h: int, w: int) -> torch.Tensor:
+    # what op.sample reads of its input: the batch shape and device (no memory behind it)
+    return torch.zeros(()).expand(n, 3, h, w)
+
+
+def _program(ops, params: list[dict], n: int, oh: int, ow: int):
+    """Op codes, int and float arguments and per-sample float32 parameter arrays for the C side."""
+    codes, iargs, fargs, arrays = [], [], [], []
+    for op, prm in zip(ops, params):
+        if isinstance(op, A.Color):
+            enabled = [v > 0 for v in (op.brightness, op.contrast, op.saturation, op.hue)]
+            jitter = prm["jitter"] if (any(enabled) and op.p > 0) else torch.zeros(n, dtype=torch.bool)
+            gray = prm["gray"] if op.gray_p > 0 else torch.zeros(n, dtype=torch.bool)
+            arr = torch.cat([prm["factors"].float(), prm["order"].float(), jitter.float()[:, None],
+                             gray.float()[:, None]], 1)
+            code, iarg, farg = _COLOR, sum(1 << k for k, on in enumerate(enabled) if on), 0.0
+        elif isinstance(op, A.Grayscale):
+            arr, code, iarg, farg = prm["mask"].float()[:, None], _GRAY, 0, 0.0
+        elif isinstance(op, A.Blur):
+            k = op.kernel_size or A.blur_kernel_size(min(oh, ow))
+            if k // 2 >= min(oh, ow):
+                raise ValueError(f"blur kernel {k} is too large for {oh}x{ow} views (reflect padding)")
+            arr = torch.stack([prm["mask"].float(), prm["sigma"].float()], 1)
+            code, iarg, farg = _BLUR, k, 0.0
+        elif isinstance(op, A.Solarize):
+            arr, code, iarg, farg = prm["mask"].float()[:, None], _SOLARIZE, 0, op.threshold
+        else:  # Flip
+            arr, code, iarg, farg = prm["mask"].float()[:, None], _FLIP, 0, 0.0
+        codes.append(code)
+        iargs.append(iarg)
+        fargs.append(farg)
+        arrays.append(arr.contiguous())
+    return codes, iargs, fargs, arrays
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+class _Job:
+    """One chunk's sampled parameters, ready for one C call."""
+
+    def __init__(self, images: torch.Tensor, ops, generator):
+        B, _, H, W = images.shape
+        crop = ops[0]
+        oh, ow = A._pair(crop.size)
+        cp = crop.sample(_shape_only(B, H, W), generator)
+        params = [op.sample(_shape_only(B, oh, ow), generator) for op in ops[1:]]
+        boxes = cp["boxes"].float()
+        top, left, height, width = boxes.unbind(-1)
+        iy, wy = A._resample_taps(top, height, oh, crop.antialias)
+        ix, wx = A._resample_taps(left, width, ow, crop.antialias)
+        f = cp["flip"].view(-1, 1, 1)
+        ix, wx = torch.where(f, ix.flip(1), ix), torch.where(f, wx.flip(1), wx)
+        self.images, self.H, self.W, self.oh, self.ow = images, H, W, oh, ow
+        self.iy, self.wy = iy.contiguous(), wy.contiguous()
+        self.ix, self.wx = ix.contiguous(), wx.contiguous()
+        self.program = _program(ops[1:], params, B, oh, ow)
+        self.out = torch.empty(B, 3, oh, ow, dtype=torch.uint8)
+
+    def run(self) -> torch.Tensor:
+        codes, iargs, fargs, arrays = self.program
+        n = len(codes)
+        x = self.images
+        sB, _, sH, sW = x.stride()
+        sC = x.stride(1)
+        rc = library().raycl_views(
+            _ptr(x), sB, sH, sW, sC, x.shape[0], self.H, self.W,
+            _ptr(self.iy), _ptr(self.wy), self.iy.shape[-1], _ptr(self.ix), _ptr(self.wx),
+            self.ix.shape[-1], self.oh, self.ow, n,
+            (ctypes.c_int32 * max(n, 1))(*codes), (ctypes.c_int32 * max(n, 1))(*iargs),
+            (ctypes.c_float * max(n, 1))(*fargs),
+            (ctypes.c_void_p * max(n, 1))(*[_ptr(a) for a in arrays]), _ptr(self.out))
+        if rc != 0:
+            raise MemoryError("raycl_views: out of memory") if rc == -1 else RuntimeError(
+                f"raycl_views failed with code {rc}")
+        return self.out
+
+
+def run(ops, images: torch.Tensor, generator, chunk: int) -> torch.Tensor:
+    """The views of uint8 NCHW CPU ``images`` (any strides) through ``ops``, chunk by chunk.
+
+    Parameters are sampled chunk by chunk in order (as the torch path does); the C calls then
+    run on ``torch.get_num_threads()`` threads (ctypes releases the GIL)."""
+    jobs = [_Job(part, ops, generator) for part in images.split(chunk)]
+    threads = min(torch.get_num_threads(), len(jobs))
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            outs = list(pool.map(_Job.run, jobs))
+    else:
+        outs = [job.run() for job in jobs]
+    return outs[0] if len(outs) == 1 else torch.cat(outs)

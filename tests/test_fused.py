@@ -1,0 +1,157 @@
+"""The fused C kernel of the view pipelines (raycl.data.fused) against the torch ops it replaces:
+same parameters from the same generator, so the same views (within one uint8 level, and equal
+for nearly every pixel)."""
+
+import numpy as np
+import pytest
+import torch
+
+from raycl.data import augment as A
+from raycl.data import fused
+from raycl.data.synthetic import make_images
+
+needs_kernel = pytest.mark.skipif(not fused.available(), reason="no C compiler for the fused kernel")
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def both(ops, images, seed=0, chunk_size=None):
+    """Views of ``images`` through ``ops`` by the torch ops and by the kernel, same generator seed."""
+    ref = A.ViewPipeline(ops, chunk_size, backend="torch")(images, gen(seed))
+    out = A.ViewPipeline(ops, chunk_size, backend="fused")(images, gen(seed))
+    return ref, out
+
+
+def assert_same_views(ref, out):
+    assert out.dtype == torch.uint8 and out.shape == ref.shape
+    diff = (ref.int() - out.int()).abs()
+    assert diff.max().item() <= 1  # float32 sums in another order may round the other way
+    assert (diff > 0).float().mean().item() < 1e-2  # ... and that is rare (< 0.3 % seen)
+
+
+@pytest.fixture(scope="module")
+def images32():
+    return make_images(96, seed=3, image_size=32)[0]
+
+
+@pytest.fixture(scope="module")
+def images64():
+    return make_images(48, seed=4, image_size=64)[0]
+
+
+@needs_kernel
+@pytest.mark.parametrize("recipe,kwargs", [
+    ("simclr", dict(color_strength=0.5, blur=False)),
+    ("simclr", dict(color_strength=1.0, blur=True)),
+    ("moco_v1", {}),
+    ("moco_v2", {}),
+    ("byol", {}),
+    ("swav", dict(small_crops=2, small_size=14)),
+])
+def test_recipes_match_torch_ops(images32, recipe, kwargs):
+    for view in A.make_views(recipe, size=32, **kwargs):
+        assert_same_views(*both(view.ops, images32, seed=5))
+
+
+@needs_kernel
+@pytest.mark.parametrize("size,antialias", [(32, True), (24, True), (24, False), (96, True)],
+                         ids=["same-size", "downscale", "downscale-no-antialias", "upscale"])
+def test_crop_resampling_matches_torch_ops(images64, size, antialias):
+    # 64 px images cropped to 24/32 px: mostly downscaled (antialiased triangle filter), to 96: upscaled
+    ops = [A.Crop(size, antialias=antialias)]
+    assert_same_views(*both(ops, images64, seed=1))
+
+
+@needs_kernel
+def test_every_fused_op_matches_torch_ops(images32):
+    ops = [A.Crop(32, scale=(0.3, 1.0), flip=0.5), A.Flip(0.5), A.Grayscale(0.3),
+           A.Color(0.8, p=1.0, gray_p=0.3, random_order=False), A.Blur(1.0, kernel_size=5),
+           A.Solarize(0.5, threshold=0.3), A.Color(brightness=0.0, contrast=0.5, saturation=0.0, hue=0.3)]
+    assert_same_views(*both(ops, images32, seed=2))
+
+
+@needs_kernel
+def test_input_layouts_and_chunks_give_the_same_views(images32):
+    ops = A.make_views("simclr", size=32)[0].ops
+    hwc = A.ViewPipeline(ops, chunk_size=20, backend="fused")(images32, gen(7))
+    chw = torch.from_numpy(np.ascontiguousarray(images32.transpose(0, 3, 1, 2)))
+    assert torch.equal(hwc, A.ViewPipeline(ops, chunk_size=20, backend="fused")(chw, gen(7)))
+    ref = A.ViewPipeline(ops, chunk_size=20, backend="torch")(images32, gen(7))
+    assert_same_views(ref, hwc)
+
+
+@needs_kernel
+def test_threads_do_not_change_the_views(images32):
+    ops = A.make_views("byol", size=32)[1].ops
+    one = A.ViewPipeline(ops, chunk_size=10, backend="fused")(images32, gen(3))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        three = A.ViewPipeline(ops, chunk_size=10, backend="fused")(images32, gen(3))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, three)
+
+
+@needs_kernel
+def test_auto_uses_the_kernel_where_it_applies(images32, monkeypatch):
+    calls = []
+    real = fused.run
+    monkeypatch.setattr(fused, "run", lambda *a, **k: calls.append(1) or real(*a, **k))
+    A.make_views("simclr", size=32)[0](images32, gen())
+    assert calls == [1]
+    # float input, and an op the kernel does not have (rotate): the torch ops, no error
+    A.make_views("simclr", size=32)[0](torch.rand(4, 3, 32, 32), gen())
+    A.make_views("pair:crop,rotate", size=32)[0](images32, gen())
+    assert calls == [1]
+
+
+def test_fused_backend_refuses_what_it_cannot_do(images32):
+    with pytest.raises(ValueError, match="backend='fused' needs uint8 CPU images"):
+        A.ViewPipeline([A.Crop(32), A.Rotate()], backend="fused")(images32, gen())
+    with pytest.raises(ValueError, match="backend='fused' needs uint8 CPU images"):
+        A.ViewPipeline([A.Crop(32)], backend="fused")(torch.rand(2, 3, 32, 32), gen())
+    with pytest.raises(ValueError, match="unknown backend 'numba'; allowed: auto, fused, torch"):
+        A.ViewPipeline([A.Crop(32)], backend="numba")
+    with pytest.raises(ValueError, match="unknown backend"):
+        A.make_views("simclr", size=32, backend="gpu")
+
+
+def test_without_a_compiler_auto_falls_back_to_torch_ops(images32, monkeypatch, tmp_path, caplog):
+    monkeypatch.setattr(fused, "_compiler", lambda: None)
+    monkeypatch.setenv("RAYCL_CACHE_DIR", str(tmp_path))
+    fused.library.cache_clear()
+    fused.available.cache_clear()
+    try:
+        with pytest.raises(fused.FusedUnavailable, match="no C compiler"):
+            fused.build(tmp_path)
+        view = A.make_views("simclr", size=32)[0]
+        out = view(images32, gen(1))
+        assert "fused augmentation kernel is unavailable" in caplog.text
+        assert torch.equal(out, A.ViewPipeline(view.ops, backend="torch")(images32, gen(1)))
+        with pytest.raises(fused.FusedUnavailable):
+            A.ViewPipeline(view.ops, backend="fused")(images32, gen(1))
+    finally:
+        fused.library.cache_clear()
+        fused.available.cache_clear()
+
+
+@needs_kernel
+def test_build_caches_by_source_and_reports_compiler_errors(tmp_path, monkeypatch):
+    first = fused.build(tmp_path)
+    assert first.exists() and fused.build(tmp_path) == first  # cached, not rebuilt
+    assert first.stat().st_mtime == fused.build(tmp_path).stat().st_mtime
+    bad = tmp_path / "bad.c"
+    bad.write_text("int f( {")
+    monkeypatch.setattr(fused, "SOURCE", bad)
+    with pytest.raises(fused.FusedUnavailable, match="failed on bad.c"):
+        fused.build(tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".so"] == [first.name]  # no debris
+
+
+@needs_kernel
+def test_blur_kernel_larger_than_the_view_is_refused(images32):
+    with pytest.raises(ValueError, match="blur kernel 33 is too large for 16x16 views"):
+        A.ViewPipeline([A.Crop(16), A.Blur(1.0, kernel_size=33)], backend="fused")(images32, gen())
