@@ -34,12 +34,14 @@ def test_simclr_tiny_end_to_end(ray_local, tmp_path):
 
 
 # kNN top-1 on the validation split must beat the randomly initialised network's after 2 epochs
-# (2 workers, fixed seeds: seen 0.245 -> 0.38 SimCLR, 0.35 MoCo and MoCo v2). BYOL and SwAV do not
-# get there on the tiny embedded setting within a CPU test's budget (0.245 -> 0.21 / 0.235 after
-# 2 epochs, also with an independent BYOL written from the paper); SimCLRv2's 3-layer head is
-# marginal (0.26). For those the test checks the run itself: finite, decreasing loss and their
+# (2 workers, fixed seeds; figures in the tiny preset's comment in raycl/config.py). BYOL and SwAV
+# do not get there on the tiny embedded setting within a CPU test's budget: their kNN falls below
+# the random-init network's in the first epochs (BYOL's features lose effective rank, 48 -> 27),
+# for every optimiser, learning rate, momentum, head size, colour strength and backbone tried
+# (also an independent BYOL written from the paper); a ResNet-18 with LARS starts to improve,
+# too slow for a test. For those the test checks the run itself: finite, decreasing loss and their
 # method's own per-epoch metric.
-LEARNS_IN_TWO_EPOCHS = {"moco", "mocov2"}
+LEARNS_IN_TWO_EPOCHS = {"simclrv2", "moco", "mocov2"}
 
 
 @pytest.mark.parametrize("method", ["simclrv2", "moco", "mocov2", "byol", "swav"])
