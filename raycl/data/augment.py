@@ -978,9 +978,9 @@ class ViewPipeline:
         B, C, H, W = images.shape
         chunk = self.chunk_size or max(1, (1 << 20) // (C * H * W))
         if self._use_fused(images):
-            from raycl.data import fused
+            from raycl.data.fused import run
 
-            return fused.run(self.ops, images, generator, chunk)
+            return run(self.ops, images, generator, chunk)
         outs = []
         for part in images.split(chunk):
             x = self.forward_float(_to_float(part), generator)
@@ -1116,11 +1116,7 @@ def make_views(
         small = crop(default_flip=flip, out_size=int(small_size), crop_scale=small_scale)
         ops = [small] + [_resized(op, int(small_size)) for op in base[1:]]
         views += [ViewPipeline(ops) for _ in range(int(small_crops))]
-    if backend not in BACKENDS:
-        raise _unknown("backend", backend, BACKENDS)
-    for view in views:
-        view.backend = backend
-    return views
+    return [ViewPipeline(view.ops, view.chunk_size, backend) for view in views]  # checks backend
 
 
 def _resized(op, size: int):

@@ -169,10 +169,6 @@ def _program(ops, params: list[dict], n: int, oh: int, ow: int):
     return codes, iargs, fargs, arrays
 
 
-def _ptr(t: torch.Tensor) -> int:
-    return t.data_ptr()
-
-
 class _Job:
     """One chunk's sampled parameters, ready for one C call."""
 
@@ -201,12 +197,12 @@ class _Job:
         sB, _, sH, sW = x.stride()
         sC = x.stride(1)
         rc = library().raycl_views(
-            _ptr(x), sB, sH, sW, sC, x.shape[0], self.H, self.W,
-            _ptr(self.iy), _ptr(self.wy), self.iy.shape[-1], _ptr(self.ix), _ptr(self.wx),
+            x.data_ptr(), sB, sH, sW, sC, x.shape[0], self.H, self.W,
+            self.iy.data_ptr(), self.wy.data_ptr(), self.iy.shape[-1], self.ix.data_ptr(), self.wx.data_ptr(),
             self.ix.shape[-1], self.oh, self.ow, n,
             (ctypes.c_int32 * max(n, 1))(*codes), (ctypes.c_int32 * max(n, 1))(*iargs),
             (ctypes.c_float * max(n, 1))(*fargs),
-            (ctypes.c_void_p * max(n, 1))(*[_ptr(a) for a in arrays]), _ptr(self.out))
+            (ctypes.c_void_p * max(n, 1))(*[a.data_ptr() for a in arrays]), self.out.data_ptr())
         if rc != 0:
             raise MemoryError("raycl_views: out of memory") if rc == -1 else RuntimeError(
                 f"raycl_views failed with code {rc}")
