@@ -572,7 +572,13 @@ def method_defaults(method: str, scale: str) -> dict[str, Any]:
         return out
     if method == "swav":
         out = {
-            "method.temperature": 0.1, "method.epsilon": 0.05, "method.sinkhorn_iters": 3,
+            # tiny: τ 0.2, AdamW lr 1e-2 and 8 000 images. With the paper's τ 0.1 the swapped-
+            # prediction loss stays near ln K over 2 epochs (3.32 → 3.18) and kNN falls below the
+            # random-init network's (0.29 → 0.21); with 0.2 the loss falls (3.0 → 2.7) and kNN
+            # rises (0.29 → 0.52 after 6 epochs), but 112 steps leave it mid-way (+0.05 mean, one
+            # seed in five below init). 8 000 images (250 steps): +0.11 … +0.20 on 5 of 5 seeds.
+            "method.temperature": 0.2 if tiny else 0.1,
+            "method.epsilon": 0.05, "method.sinkhorn_iters": 3,
             "method.prototypes": 30 if tiny else 3000,
             "method.queue_size": 3840 if imagenet else 0,  # SwAV: 3840 for batch 256
             "method.queue_start_epoch": 15, "method.freeze_prototypes_epochs": 1,
@@ -587,6 +593,8 @@ def method_defaults(method: str, scale: str) -> dict[str, Any]:
         if paper_optim:  # LARS, lr 4.8 at batch 4096 = 0.3 per 256, final lr 0.001 × peak
             out.update({"optim.optimizer": "lars", "optim.lr": 0.3, "optim.weight_decay": 1e-6,
                         "optim.min_lr_ratio": 0.001})
+        else:  # tiny: AdamW lr 1e-2 over 8 000 images (250 steps in 2 epochs), see above
+            out.update({"optim.lr": 1e-2, "data.num_images": 8000})
         return out
     raise ConfigError("method.name", method, "one of " + ", ".join(METHODS))
 

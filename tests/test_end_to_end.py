@@ -34,14 +34,13 @@ def test_simclr_tiny_end_to_end(ray_local, tmp_path):
 
 
 # kNN top-1 on the validation split must beat the randomly initialised network's after 2 epochs
-# (2 workers, fixed seeds; figures in the tiny preset's comment in raycl/config.py). BYOL and SwAV
-# do not get there on the tiny embedded setting within a CPU test's budget: their kNN falls below
-# the random-init network's in the first epochs (BYOL's features lose effective rank, 48 -> 27),
-# for every optimiser, learning rate, momentum, head size, colour strength and backbone tried
-# (also an independent BYOL written from the paper); a ResNet-18 with LARS starts to improve,
-# too slow for a test. For those the test checks the run itself: finite, decreasing loss and their
-# method's own per-epoch metric.
-LEARNS_IN_TWO_EPOCHS = {"simclrv2", "moco", "mocov2"}
+# (2 workers, fixed seeds; figures in the tiny preset's comments in raycl/config.py). BYOL does not
+# get there on the tiny embedded setting within a CPU test's budget: its kNN falls below the
+# random-init network's in the first epochs (its features lose effective rank, 48 -> 27) and comes
+# back only after ~4 epochs, for every optimiser, learning rate, momentum, head, predictor, crop,
+# colour strength, data size and backbone tried (raycl issue 3 lists them). For BYOL the test checks
+# the run itself: finite, decreasing loss, its prediction/target cosine and the target's momentum.
+LEARNS_IN_TWO_EPOCHS = {"simclrv2", "moco", "mocov2", "swav"}
 
 
 @pytest.mark.parametrize("method", ["simclrv2", "moco", "mocov2", "byol", "swav"])
