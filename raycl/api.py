@@ -75,13 +75,15 @@ def ensure_ray(cfg: Config) -> None:
 
 def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny",
         config: Config | None = None, evaluate: Sequence[str] | None = None,
-        **overrides: Any) -> RunResult:
+        resume: bool = False, **overrides: Any) -> RunResult:
     """Pre-train ``method`` on Ray and return its metrics, history and checkpoint.
 
     ``raycl.run(method="simclr", workers=2, preset="tiny", epochs=3, **{"optim.lr": 0.3})``.
     Pass ``config=`` to run a ready :class:`~raycl.config.Config` instead of a preset.
     ``evaluate=["knn", "linear", "finetune10"]`` runs those protocols (:mod:`raycl.protocols`) on
     the final checkpoint; their rows are in ``result.evaluation`` and ``evaluation.parquet``.
+    A run name is used once: if ``storage_path/name`` already holds a run, ``resume=True`` continues
+    it from its last checkpoint (e.g. with more ``epochs``); otherwise :class:`FileExistsError`.
     """
     cfg = (config.override(overrides) if config is not None
            else make_config(method, workers, preset, **overrides)).validate()
@@ -92,6 +94,7 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
     name = cfg.name or f"{cfg.method.name}-{cfg.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = _absolute_storage(cfg.storage_path)
     cfg = cfg.override({"name": name, "storage_path": storage})
+    _check_run_dir(storage, name, resume)
     ensure_ray(cfg)
 
     pipes = build_pipelines(cfg)
@@ -131,6 +134,19 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
         evaluation = run_protocols(checkpoint_path, evaluate, path=run_dir)
     print(f"[raycl] results in {run_dir}", flush=True)
     return RunResult(final, out, checkpoint_path, run_dir, cfg, evaluation)
+
+
+def _check_run_dir(storage: str, name: str, resume: bool) -> None:
+    """Refuse to reuse a run's directory unless asked to resume it (Ray Train would silently
+    continue the old run from its checkpoint, with the new run's config)."""
+    run_dir = os.path.join(storage, name)
+    if "://" in storage or not os.path.isdir(run_dir) or not any(os.scandir(run_dir)):
+        return
+    if not resume:
+        raise FileExistsError(
+            f"run {name!r} already exists in {storage}: pass resume=True (CLI: --resume) to continue "
+            "it from its last checkpoint, or choose another name (or remove that directory)")
+    print(f"[raycl] resuming run {name} from {_latest_checkpoint(run_dir) or 'its start'}", flush=True)
 
 
 def _absolute_storage(path: str) -> str:

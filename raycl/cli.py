@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", default="tiny", choices=PRESETS)
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config field (repeatable), e.g. --set optim.lr=0.3")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run named by --set name=... from its last checkpoint")
 
     show = sub.add_parser("config", help="print a preset's configuration, with overrides applied")
     show.add_argument("--method", default="simclr", choices=METHODS)
@@ -83,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         from raycl.api import run as run_method
 
         result = run_method(method=args.method, workers=args.workers, preset=args.preset,
-                            **overrides)
-    except ConfigError as exc:
+                            resume=args.resume, **overrides)
+    except (ConfigError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(result.history.drop(columns=["run"]).to_string(index=False, float_format="%.4g"))

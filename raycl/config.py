@@ -575,8 +575,10 @@ def method_defaults(method: str, scale: str) -> dict[str, Any]:
             # tiny: τ 0.2, AdamW lr 1e-2 and 8 000 images. With the paper's τ 0.1 the swapped-
             # prediction loss stays near ln K over 2 epochs (3.32 → 3.18) and kNN falls below the
             # random-init network's (0.29 → 0.21); with 0.2 the loss falls (3.0 → 2.7) and kNN
-            # rises (0.29 → 0.52 after 6 epochs), but 112 steps leave it mid-way (+0.05 mean, one
-            # seed in five below init). 8 000 images (250 steps): +0.11 … +0.20 on 5 of 5 seeds.
+            # rises (0.29 → 0.52 after 6 epochs), but 112 steps leave it mid-way (+0.055 mean,
+            # +0.04 min on 5 seeds in one process; 0.28 → 0.27 under Ray with seed 1). 8 000
+            # images (250 steps in 2 epochs): +0.16 mean, +0.11 min on 5 seeds; under Ray
+            # (2 workers) 0.31 → 0.53 (seed 0) and 0.31 → 0.46 (seed 1).
             "method.temperature": 0.2 if tiny else 0.1,
             "method.epsilon": 0.05, "method.sinkhorn_iters": 3,
             "method.prototypes": 30 if tiny else 3000,

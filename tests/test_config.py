@@ -117,3 +117,13 @@ def test_cli_reports_config_errors(capsys):
     assert "method.temperature = 0" in capsys.readouterr().err
     assert cli_main(["config", "--set", "optim.lr=0.05"]) == 0
     assert "optim.lr = 0.05" in capsys.readouterr().out
+
+
+def test_cli_refuses_an_existing_run_name(tmp_path, capsys):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "config.json").write_text("{}")
+    argv = ["run", "--set", f"storage_path={tmp_path}", "--set", "name=taken"]
+    assert cli_main(argv) == 2  # refused before Ray starts: nothing of the old run is touched
+    err = capsys.readouterr().err
+    assert "'taken' already exists" in err and "--resume" in err
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["config.json"]

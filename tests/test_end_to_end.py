@@ -32,6 +32,17 @@ def test_simclr_tiny_end_to_end(ray_local, tmp_path):
     assert summary.loc[0, "train.workers"] == 2 and summary.loc[0, "final_epoch"] == 2
     assert os.path.getsize(os.path.join(result.path, "curves.png")) > 1000
 
+    # the name is taken: a second run refuses it unless asked to resume, and resuming continues
+    # from the last checkpoint with the history so far
+    with pytest.raises(FileExistsError, match="resume=True"):
+        raycl.run(method="simclr", workers=2, preset="tiny", epochs=3,
+                  storage_path=str(tmp_path), name="e2e")
+    resumed = raycl.run(method="simclr", workers=2, preset="tiny", epochs=3,
+                        storage_path=str(tmp_path), name="e2e", resume=True)
+    assert list(resumed.history["epoch"]) == [0, 1, 2, 3]
+    pd.testing.assert_frame_equal(resumed.history.iloc[:3], h, check_dtype=False)
+    assert math.isfinite(resumed.metrics["loss"]) and resumed.metrics["epoch"] == 3
+
 
 # kNN top-1 on the validation split must beat the randomly initialised network's after 2 epochs
 # (2 workers, fixed seeds; figures in the tiny preset's comments in raycl/config.py). BYOL does not
