@@ -94,7 +94,8 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
     name = cfg.name or f"{cfg.method.name}-{cfg.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
     storage = _absolute_storage(cfg.storage_path)
     cfg = cfg.override({"name": name, "storage_path": storage})
-    _check_run_dir(storage, name, resume)
+    run_dir = os.path.join(storage, name)
+    _check_run_dir(run_dir, resume)
     ensure_ray(cfg)
 
     pipes = build_pipelines(cfg)
@@ -119,7 +120,6 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
         checkpoint = fit.checkpoint
     except ray.train.TrainingFailedError as exc:  # keep what the run saved before failing
         error, checkpoint = exc, None
-    run_dir = os.path.join(storage, name)
     checkpoint_path = checkpoint.path if checkpoint is not None else _latest_checkpoint(run_dir)
     history = results.history_from_checkpoint(checkpoint_path) if checkpoint_path else []
     out = results.write_run(run_dir, cfg, history)
@@ -136,12 +136,12 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
     return RunResult(final, out, checkpoint_path, run_dir, cfg, evaluation)
 
 
-def _check_run_dir(storage: str, name: str, resume: bool) -> None:
+def _check_run_dir(run_dir: str, resume: bool) -> None:
     """Refuse to reuse a run's directory unless asked to resume it (Ray Train would silently
     continue the old run from its checkpoint, with the new run's config)."""
-    run_dir = os.path.join(storage, name)
-    if "://" in storage or not os.path.isdir(run_dir) or not any(os.scandir(run_dir)):
+    if "://" in run_dir or not os.path.isdir(run_dir) or not any(os.scandir(run_dir)):
         return
+    storage, name = os.path.split(run_dir)
     if not resume:
         raise FileExistsError(
             f"run {name!r} already exists in {storage}: pass resume=True (CLI: --resume) to continue "

@@ -28,6 +28,7 @@ RECIPES = ("simclr", "moco_v1", "moco_v2", "byol", "swav")
 PRESETS = ("tiny", "cifar10", "imagenet")
 COMPUTES = ("actors", "tasks")
 AUGMENT_BACKENDS = ("auto", "fused", "torch")  # raycl.data.augment.BACKENDS
+TRANSFORM_TASKS = ("color", "rotation", "sobel", "noise")  # raycl.protocols.TRANSFORM_CLASSES
 
 
 class ConfigError(ValueError):
@@ -164,7 +165,7 @@ class EvalConfig:
     distill_temperature: float = 1.0  # softmax temperature of teacher and student
     distill_alpha: float = 0.0  # weight of the labelled cross-entropy (1 - alpha: distillation)
     distill_student: str = "random"  # student initialisation: "random" or "pretrained"
-    transform_tasks: tuple = ("color", "rotation", "sobel", "noise")  # transformation probe tasks
+    transform_tasks: tuple = TRANSFORM_TASKS  # transformation probe tasks
     transform_images: int = 2000  # training images per transformation-probe task
     extract_actors: int = 1  # Ray Data actors extracting features when Ray is running
 
@@ -342,11 +343,10 @@ class Config:
         if not (isinstance(e.distill_alpha, (int, float)) and 0.0 <= e.distill_alpha <= 1.0):
             raise ConfigError("eval.distill_alpha", e.distill_alpha, "a number in [0, 1]")
         _one_of("eval.distill_student", e.distill_student, ("random", "pretrained"))
-        tasks = ("color", "rotation", "sobel", "noise")
         if not (isinstance(e.transform_tasks, (tuple, list)) and e.transform_tasks
-                and all(t in tasks for t in e.transform_tasks)):
+                and all(t in TRANSFORM_TASKS for t in e.transform_tasks)):
             raise ConfigError("eval.transform_tasks", e.transform_tasks,
-                              "a non-empty list of " + ", ".join(tasks))
+                              "a non-empty list of " + ", ".join(TRANSFORM_TASKS))
         _int_at_least("eval.transform_images", e.transform_images, 8)
         _int_at_least("eval.extract_actors", e.extract_actors, 1)
 
