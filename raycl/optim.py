@@ -82,7 +82,10 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     """The optimizer named by ``cfg.optim.optimizer`` at the scaled peak learning rate.
 
     LARS leaves biases and BN parameters out of weight decay and adaptation; SGD and AdamW decay
-    every parameter, as the MoCo and lightly references do.
+    every parameter, as the MoCo and lightly references do. A method's predictor
+    (``model.predictor_parameters()``, BYOL's q) gets its own groups, marked with
+    ``lr_scale = optim.predictor_lr_scale`` and ``fixed_lr = optim.predictor_fixed_lr`` for
+    :func:`set_lr`.
     """
     o = cfg.optim
     lr = cfg.effective_lr()
@@ -93,15 +96,35 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
             {"params": [p for n, p in params if _is_excluded(n, p)], "lars_exclude": True,
              "weight_decay": 0.0},
         ]
+    else:
+        groups = [{"params": [p for _, p in params]}]
+    groups = _split_predictor(groups, model, o.predictor_lr_scale, o.predictor_fixed_lr)
+    for group in groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    if o.optimizer == "lars":
         return LARS(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    plain = [p for _, p in params]
     if o.optimizer == "sgd":
-        return torch.optim.SGD(plain, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        return torch.optim.SGD(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
     if o.optimizer == "adamw":
-        return torch.optim.AdamW(plain, lr=lr, weight_decay=o.weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=o.weight_decay)
     raise ValueError(f"optim.optimizer = {o.optimizer!r} is not allowed: one of sgd, lars, adamw")
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+def _split_predictor(groups: list[dict], model: nn.Module, scale: float, fixed: bool) -> list[dict]:
+    """Each group split in two: the predictor's parameters (marked) and the rest; empty ones dropped."""
+    predictor_parameters = getattr(model, "predictor_parameters", None)
+    predictor = {id(p) for p in predictor_parameters()} if predictor_parameters else set()
+    out = []
+    for group in groups:
+        rest = {**group, "params": [p for p in group["params"] if id(p) not in predictor]}
+        pred = {**group, "params": [p for p in group["params"] if id(p) in predictor],
+                "lr_scale": scale, "fixed_lr": fixed}
+        out += [g for g in (rest, pred) if g["params"]]
+    return out
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, peak: float) -> None:
+    """Set every group to ``lr``, times its ``lr_scale``; groups marked ``fixed_lr`` stay at ``peak``
+    (times ``lr_scale``) whatever the schedule says."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = (peak if group.get("fixed_lr") else lr) * group.get("lr_scale", 1.0)

@@ -189,7 +189,7 @@ def train_loop(loop_config: dict) -> None:
             wait += time.perf_counter() - t_wait
             if batch is None:
                 break
-            set_lr(optimizer, schedule.lr(cfg, step))
+            set_lr(optimizer, schedule.lr(cfg, step), cfg.effective_lr())
             views = [batch[f"view{i}"] for i in range(method.num_views)]
             progress = Progress(step, epoch, schedule.steps_per_epoch, schedule.total_steps)
             out = train_step(model, optimizer, views, method, progress)

@@ -67,6 +67,15 @@ def test_unknown_optimizer():
     assert e.field == "optim.optimizer" and "'adagrad'" in str(e) and "lars" in str(e)
 
 
+def test_predictor_rate_only_for_methods_with_a_predictor():
+    e = _error(**{"optim.predictor_lr_scale": 10.0})
+    assert e.field == "optim.predictor_lr_scale" and "'simclr'" in str(e) and "byol" in str(e)
+    e = _error(**{"optim.predictor_fixed_lr": True})
+    assert e.field == "optim.predictor_fixed_lr" and "no predictor" in str(e)
+    with pytest.raises(ConfigError, match=r"optim.predictor_lr_scale = 0.0 .*> 0"):
+        preset("tiny", "byol").override({"optim.predictor_lr_scale": 0.0}).validate()
+
+
 def test_negative_lr():
     e = _error(**{"optim.lr": -0.1})
     assert e.field == "optim.lr" and "-0.1" in str(e)

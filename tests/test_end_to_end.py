@@ -45,15 +45,8 @@ def test_simclr_tiny_end_to_end(ray_local, tmp_path):
 
 
 # kNN top-1 on the validation split must beat the randomly initialised network's after 2 epochs
-# (2 workers, fixed seeds; figures in the tiny preset's comments in raycl/config.py). BYOL does not
-# get there on the tiny embedded setting within a CPU test's budget: its kNN falls below the
-# random-init network's in the first epochs (its features lose effective rank, 48 -> 27) and comes
-# back only after ~4 epochs, for every optimiser, learning rate, momentum, head, predictor, crop,
-# colour strength, data size and backbone tried (raycl issue 3 lists them). For BYOL the test checks
-# the run itself: finite, decreasing loss, its prediction/target cosine and the target's momentum.
-LEARNS_IN_TWO_EPOCHS = {"simclrv2", "moco", "mocov2", "swav"}
-
-
+# (2 workers, fixed seeds; figures in the tiny presets' comments in raycl/config.py: BYOL and SwAV
+# have their own tiny settings so that 2 CPU epochs learn).
 @pytest.mark.parametrize("method", ["simclrv2", "moco", "mocov2", "byol", "swav"])
 def test_each_method_runs_end_to_end(ray_local, tmp_path, method):
     result = raycl.run(method=method, workers=2, preset="tiny", epochs=2,
@@ -67,6 +60,5 @@ def test_each_method_runs_end_to_end(ray_local, tmp_path, method):
         assert 0.99 < h.loc[2, "target_momentum"] <= 1.0
     else:
         assert h.loc[[1, 2], "pretext_top1"].between(0, 1).all()
-    if method in LEARNS_IN_TWO_EPOCHS:
-        assert h.loc[2, "knn_top1"] > h.loc[0, "knn_top1"]
+    assert h.loc[2, "knn_top1"] > h.loc[0, "knn_top1"]
     assert os.path.isfile(os.path.join(result.checkpoint, "state.pt"))

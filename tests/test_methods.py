@@ -221,6 +221,7 @@ def test_presets_carry_each_papers_defaults():
     byol = preset("imagenet", "byol")
     assert (byol.method.momentum, byol.method.momentum_schedule, byol.optim.optimizer) == (
         0.996, "cosine", "lars")
+    assert (byol.optim.predictor_lr_scale, byol.optim.predictor_fixed_lr) == (1.0, False)
     swav = preset("imagenet", "swav")
     assert (swav.method.epsilon, swav.method.sinkhorn_iters, swav.method.prototypes,
             swav.augment.small_crops, swav.augment.small_crop_size) == (0.05, 3, 3000, 6, 96)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from raycl.config import preset
-from raycl.optim import LARS, build_optimizer, warmup_cosine
-from raycl.train import Schedule
+from raycl.optim import LARS, build_optimizer, set_lr, warmup_cosine
+from raycl.train import Schedule, build_model
 
 
 def test_warmup_cosine_closed_form_first_middle_last():
@@ -70,3 +70,36 @@ def test_build_optimizer_groups_for_lars():
     adapted, excluded = opt.param_groups
     assert len(adapted["params"]) == 1 and not adapted["lars_exclude"]
     assert len(excluded["params"]) == 3 and excluded["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "lars", "sgd"])
+@pytest.mark.parametrize("fixed", [True, False])
+def test_predictor_learns_at_its_own_rate(optimizer, fixed):
+    cfg = preset("tiny", "byol").override({"optim.optimizer": optimizer, "optim.predictor_lr_scale": 10.0,
+                                           "optim.predictor_fixed_lr": fixed})
+    method = build_model(cfg)
+    opt = build_optimizer(method, cfg)
+    trainable = [id(p) for p in method.parameters() if p.requires_grad]
+    in_groups = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(in_groups) == sorted(trainable)  # each trainable parameter once, targets left out
+    predictor = {id(p) for p in method.predictor.parameters()}
+    lr, peak = 0.001, 0.01  # mid-schedule, below the peak
+    set_lr(opt, lr, peak)
+    seen = set()
+    for group in opt.param_groups:
+        kinds = {id(p) in predictor for p in group["params"]}
+        assert len(kinds) == 1  # a group is all predictor or all the rest
+        is_predictor = kinds.pop()
+        seen.add(is_predictor)
+        expected = 10.0 * (peak if fixed else lr) if is_predictor else lr
+        assert group["lr"] == pytest.approx(expected)
+        if optimizer == "lars" and group.get("lars_exclude"):
+            assert all(p.ndim <= 1 for p in group["params"]) and group["weight_decay"] == 0.0
+    assert seen == {True, False}
+
+
+def test_methods_without_a_predictor_keep_one_rate():
+    cfg = preset("tiny", "simclr")
+    opt = build_optimizer(build_model(cfg), cfg)
+    set_lr(opt, 0.001, 0.01)
+    assert [g["lr"] for g in opt.param_groups] == [0.001]

@@ -58,6 +58,10 @@ class Method(nn.Module):
     def after_step(self, progress: Progress) -> None:
         """Hook after each optimizer step."""
 
+    def predictor_parameters(self) -> list[nn.Parameter]:
+        """Parameters of a predictor network, trained at ``optim.predictor_lr_scale`` × the lr."""
+        return []
+
     def use_global_bn(self, use_gpu: bool) -> None:
         """Make batch norm global across workers (``model.sync_bn``); methods may limit where."""
         convert_batchnorm(self, use_gpu)

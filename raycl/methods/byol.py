@@ -20,7 +20,8 @@ class BYOL(Method):
     ``θ' ← τ·θ' + (1 − τ)·θ`` with τ rising from τ_base (``method.momentum``: 0.996, 0.99 for short
     runs) to 1 on a cosine over all steps. Projector and predictor depths are ``model.proj_depth``
     and ``model.pred_depth`` (BYOL Table 14). There is no classification pretext task; the metric
-    ``pretext_cos`` is the mean cosine between predictions and targets.
+    ``pretext_cos`` is the mean cosine between predictions and targets. The predictor may learn at
+    its own rate (``optim.predictor_lr_scale``, ``optim.predictor_fixed_lr``; the tiny preset does).
     """
 
     name = "byol"
@@ -48,6 +49,9 @@ class BYOL(Method):
         cos = torch.cat([F.cosine_similarity(p1, t2), F.cosine_similarity(p2, t1)]).mean()
         return {"loss": loss, "pretext_cos": cos.detach(),
                 "target_momentum": torch.tensor(self.current_momentum)}
+
+    def predictor_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.predictor.parameters())
 
     def after_step(self, progress: Progress) -> None:
         tau = momentum_at(progress.step, progress.total_steps, self.momentum, self.schedule)
