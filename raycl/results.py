@@ -71,16 +71,18 @@ def _final_metrics(df: pd.DataFrame) -> dict[str, Any]:
 
 
 def plot_history(df: pd.DataFrame) -> bytes:
-    """PNG bytes of loss, kNN top-1 and learning rate against epoch."""
+    """PNG bytes of loss, kNN top-1, the pretext metric (top-1, or BYOL's prediction/target cosine)
+    and learning rate against epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [c for c in ("loss", "knn_top1", "pretext_top1", "lr") if c in df]
+    panels = [c for c in ("loss", "knn_top1", "pretext_top1", "pretext_cos", "lr") if c in df]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
     titles = {"loss": "training loss", "knn_top1": "kNN top-1 (validation)",
-              "pretext_top1": "pretext top-1", "lr": "learning rate"}
+              "pretext_top1": "pretext top-1", "pretext_cos": "prediction/target cosine",
+              "lr": "learning rate (shared)"}
     for ax, col in zip(axes[0], panels):
         d = df[["epoch", col]].dropna()
         ax.plot(d["epoch"], d[col], marker="o", ms=3)
