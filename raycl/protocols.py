@@ -432,7 +432,7 @@ class FeatureActor:
         from raycl.train import build_model
 
         torch.set_num_threads(max(1, threads))
-        self.method = build_model(Config.from_dict(config))
+        self.method = build_model(Config.from_dict(config), global_bn=False)
         self.method.load_state_dict(state)
         self.method.eval()
         self.layers, self.image_size, self.crop_size = layers, image_size, crop_size
@@ -555,7 +555,7 @@ class _Session:
         from raycl.train import build_model
 
         if random not in self._models:
-            m = build_model(self.cfg)
+            m = build_model(self.cfg, global_bn=False)
             if not random:
                 m.load_state_dict(self.state["model"])
             self._models[random] = m.eval()
@@ -659,7 +659,7 @@ class _Session:
         else:
             from raycl.train import build_model
 
-            base = build_model(cfg.override({"train.seed": cfg.train.seed + 1}))
+            base = build_model(cfg.override({"train.seed": cfg.train.seed + 1}), global_bn=False)
         torch.manual_seed(cfg.train.seed + 1)
         student = Classifier(base, cfg.model.finetune_from, self.num_classes)
         labelled = torch.from_numpy(idx)

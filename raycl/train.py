@@ -55,11 +55,13 @@ class Schedule:
                              cfg.optim.schedule, cfg.optim.min_lr_ratio)
 
 
-def build_model(cfg: Config) -> Method:
-    """The method with global BN when ``model.sync_bn``, seeded identically on every rank."""
+def build_model(cfg: Config, global_bn: bool | None = None) -> Method:
+    """The method, seeded identically on every rank, with global BN when ``global_bn`` (default:
+    ``model.sync_bn``). One-process users (the evaluation protocols) pass ``False``: BN is local
+    there anyway, and the state dict is the same either way."""
     torch.manual_seed(cfg.train.seed)
     method = build_method(cfg)
-    if cfg.model.sync_bn:
+    if cfg.model.sync_bn if global_bn is None else global_bn:
         _note_global_bn(cfg.train.use_gpu)
         method.use_global_bn(cfg.train.use_gpu)
     return method

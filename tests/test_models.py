@@ -40,6 +40,19 @@ def test_global_bn_equals_bn_in_one_process():
     torch.testing.assert_close(net[1].running_var, ref[1].running_var)
 
 
+def test_evaluation_models_have_local_bn_and_the_training_state_dict():
+    from raycl.config import preset
+    from raycl.train import build_model
+
+    cfg = preset("tiny", "byol")
+    trained, local = build_model(cfg), build_model(cfg, global_bn=False)
+    assert any(isinstance(m, GlobalBatchNorm) for m in trained.modules())
+    assert not any(isinstance(m, GlobalBatchNorm) for m in local.modules())
+    local.load_state_dict(trained.state_dict())  # strict: the same keys
+    for (name, a), b in zip(trained.state_dict().items(), local.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
 def test_normalize_uint8_input():
     x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
     out = Normalize()(x)
