@@ -309,12 +309,11 @@ class Config:
         if not isinstance(o.predictor_fixed_lr, bool):
             raise ConfigError("optim.predictor_fixed_lr", o.predictor_fixed_lr, "true or false")
         if m.name not in PREDICTOR_METHODS:
-            no_predictor = f"for method {m.name!r}, which has no predictor (only " \
-                           f"{', '.join(PREDICTOR_METHODS)} has one)"
+            why = f"for method {m.name!r}, which has no predictor ({', '.join(PREDICTOR_METHODS)} has)"
             if o.predictor_lr_scale != 1.0:
-                raise ConfigError("optim.predictor_lr_scale", o.predictor_lr_scale, "1.0 " + no_predictor)
+                raise ConfigError("optim.predictor_lr_scale", o.predictor_lr_scale, "1.0 " + why)
             if o.predictor_fixed_lr:
-                raise ConfigError("optim.predictor_fixed_lr", o.predictor_fixed_lr, "false " + no_predictor)
+                raise ConfigError("optim.predictor_fixed_lr", o.predictor_fixed_lr, "false " + why)
 
         _int_at_least("train.epochs", t.epochs, 1)
         _int_at_least("train.workers", t.workers, 1)

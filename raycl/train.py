@@ -75,7 +75,7 @@ def _note_global_bn(use_gpu: bool) -> None:
     if not use_gpu and not _GLOBAL_BN_NOTED and distributed.rank() == 0:
         _GLOBAL_BN_NOTED = True
         _say("[raycl] global BN on CPU: torch's SyncBatchNorm runs only on GPUs, so raycl uses its "
-              "own GlobalBatchNorm (statistics all-reduced over workers through gloo)")
+             "own GlobalBatchNorm (statistics all-reduced over workers through gloo)")
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, views: list[torch.Tensor],
