@@ -306,8 +306,6 @@ class Config:
         if not (0.0 <= o.min_lr_ratio <= 1.0):
             raise ConfigError("optim.min_lr_ratio", o.min_lr_ratio, "a number in [0, 1]")
         _positive("optim.predictor_lr_scale", o.predictor_lr_scale)
-        if not isinstance(o.predictor_fixed_lr, bool):
-            raise ConfigError("optim.predictor_fixed_lr", o.predictor_fixed_lr, "true or false")
         if m.name not in PREDICTOR_METHODS:
             why = f"for method {m.name!r}, which has no predictor ({', '.join(PREDICTOR_METHODS)} has)"
             if o.predictor_lr_scale != 1.0:

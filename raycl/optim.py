@@ -99,15 +99,16 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     else:
         groups = [{"params": [p for _, p in params]}]
     groups = _split_predictor(groups, model, o.predictor_lr_scale, o.predictor_fixed_lr)
-    for group in groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
     if o.optimizer == "lars":
-        return LARS(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    if o.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    if o.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=o.weight_decay)
-    raise ValueError(f"optim.optimizer = {o.optimizer!r} is not allowed: one of sgd, lars, adamw")
+        optimizer = LARS(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    elif o.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    elif o.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=o.weight_decay)
+    else:
+        raise ValueError(f"optim.optimizer = {o.optimizer!r} is not allowed: one of sgd, lars, adamw")
+    set_lr(optimizer, lr, lr)  # each group at its peak rate until the schedule sets it
+    return optimizer
 
 
 def _split_predictor(groups: list[dict], model: nn.Module, scale: float, fixed: bool) -> list[dict]:

@@ -29,6 +29,8 @@ from raycl.optim import build_optimizer, set_lr, warmup_cosine
 from raycl.runtime import keep_freed_memory
 
 STATE_FILE = "state.pt"
+# Workers report progress through this logger, not print: Ray Train V2 turns a worker's print into
+# a log record *and* echoes it to the wrapped stdout, so every printed line showed twice.
 log = logging.getLogger(__name__)
 
 
@@ -74,8 +76,8 @@ def _note_global_bn(use_gpu: bool) -> None:
     global _GLOBAL_BN_NOTED
     if not use_gpu and not _GLOBAL_BN_NOTED and distributed.rank() == 0:
         _GLOBAL_BN_NOTED = True
-        _say("[raycl] global BN on CPU: torch's SyncBatchNorm runs only on GPUs, so raycl uses its "
-             "own GlobalBatchNorm (statistics all-reduced over workers through gloo)")
+        log.info("[raycl] global BN on CPU: torch's SyncBatchNorm runs only on GPUs, so raycl uses "
+                 "its own GlobalBatchNorm (statistics all-reduced over workers through gloo)")
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, views: list[torch.Tensor],
@@ -214,15 +216,9 @@ def train_loop(loop_config: dict) -> None:
             row.update(knn_monitor(method, cfg, num_classes, device))
         history.append(row)
         if rank == 0:
-            _say(_progress_line(row, cfg.train.epochs))
+            log.info(_progress_line(row, cfg.train.epochs))
         save = (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch + 1 == cfg.train.epochs
         _report(row, save, method, optimizer, epoch + 1, step, history, cfg)
-
-
-def _say(line: str) -> None:
-    """One progress line from a training worker, printed once: Ray Train V2 turns ``print`` in a
-    worker into a log record *and* echoes it to the wrapped stdout, which shows every line twice."""
-    log.info(line)
 
 
 def _progress_line(row: dict, epochs: int) -> str:
