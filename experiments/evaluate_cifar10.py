@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import raycl
-from raycl.cli import _parse_sets
+from raycl.cli import parse_sets
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10"
 
@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     overrides = {"data.source": "parquet", "data.path": args.data, "data.num_images": args.images,
                  "data.num_test_images": args.test_images, "train.epochs": args.epochs,
-                 **_parse_sets(args.sets)}
+                 **parse_sets(args.sets)}
     start = time.perf_counter()
     result = raycl.run(method=args.method, workers=args.workers, preset="tiny",
                        evaluate=args.protocols, **overrides)

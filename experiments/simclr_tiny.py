@@ -7,7 +7,7 @@
 import argparse
 
 import raycl
-from raycl.cli import _parse_sets
+from raycl.cli import parse_sets
 
 
 def main() -> None:
@@ -16,7 +16,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    overrides = _parse_sets(args.sets)
+    overrides = parse_sets(args.sets)
     if args.epochs is not None:
         overrides["train.epochs"] = args.epochs
     result = raycl.run(method="simclr", workers=args.workers, preset="tiny", **overrides)

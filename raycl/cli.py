@@ -6,9 +6,10 @@ import argparse
 import sys
 
 from raycl.config import METHODS, PRESETS, ConfigError, all_keys, parse_value, preset
+from raycl.methods import method_spec
 
 
-def _parse_sets(pairs: list[str]) -> dict[str, object]:
+def parse_sets(pairs: list[str]) -> dict[str, object]:
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -36,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--method", default="simclr", choices=METHODS)
     show.add_argument("--preset", default="tiny", choices=PRESETS)
     show.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
-    sub.add_parser("keys", help="list every configurable field")
+    keys = sub.add_parser("keys", help="list every field a method's configuration has, with its value")
+    keys.add_argument("--method", default="simclr", choices=METHODS)
+    keys.add_argument("--preset", default=None, choices=PRESETS,
+                      help="show the preset's values (default: the fields' own defaults)")
 
     views = sub.add_parser("views", help="write a PNG grid of a recipe's augmented views")
     views.add_argument("--recipe", default="simclr", help="simclr, moco_v1, moco_v2, byol, swav, pair:a,b")
@@ -68,15 +72,30 @@ def _views(args) -> int:
     return 0
 
 
+def _keys(method: str, scale: str | None) -> int:
+    """``key = value  # help`` for every field of ``method`` (its own options marked by their help)."""
+    from raycl.config import Config, MethodConfig
+
+    cfg = preset(scale, method) if scale else Config(method=MethodConfig(method))
+    values = cfg.flat()
+    helps = {f"method.{o.name}": o.help for o in method_spec(method).options}
+    spec = method_spec(method)
+    print(f"# {method} ({spec.paper}); values of "
+          + (f"preset {scale!r}" if scale else "the fields' defaults (presets: --preset)"))
+    for key in all_keys(method):
+        note = f"  # {helps[key]}" if key in helps else ""
+        print(f"{key} = {values[key]!r}{note}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "keys":
-            print("\n".join(all_keys()))
-            return 0
+            return _keys(args.method, args.preset)
         if args.command == "views":
             return _views(args)
-        overrides = _parse_sets(args.sets)
+        overrides = parse_sets(args.sets)
         if args.command == "config":
             cfg = preset(args.preset, args.method).override(overrides).validate()
             for key, value in cfg.flat().items():

@@ -58,18 +58,21 @@ def _torchvision_resnet(name: str, cifar_stem: bool) -> nn.Module:
     return net
 
 
+# name -> builder; the names are raycl.config.BACKBONES (tests/test_config.py checks they agree)
+BACKBONE_BUILDERS = {
+    "tiny_cnn": TinyCNN,
+    "resnet18_cifar": lambda: _torchvision_resnet("resnet18", cifar_stem=True),
+    "resnet18": lambda: _torchvision_resnet("resnet18", cifar_stem=False),
+    "resnet50": lambda: _torchvision_resnet("resnet50", cifar_stem=False),
+}
+
+
 def build_backbone(name: str) -> nn.Module:
     """A backbone with an ``out_dim`` attribute mapping normalised images to feature vectors h."""
-    if name == "tiny_cnn":
-        return TinyCNN()
-    if name == "resnet18_cifar":
-        return _torchvision_resnet("resnet18", cifar_stem=True)
-    if name == "resnet18":
-        return _torchvision_resnet("resnet18", cifar_stem=False)
-    if name == "resnet50":
-        return _torchvision_resnet("resnet50", cifar_stem=False)
-    raise ValueError(f"model.backbone = {name!r} is not allowed: one of tiny_cnn, resnet18_cifar, "
-                     "resnet18, resnet50")
+    if name not in BACKBONE_BUILDERS:
+        raise ValueError(f"model.backbone = {name!r} is not allowed: one of "
+                         + ", ".join(BACKBONE_BUILDERS))
+    return BACKBONE_BUILDERS[name]()
 
 
 def projection_head(in_dim: int, depth: int, hidden_dim: int, out_dim: int) -> nn.Sequential:

@@ -78,6 +78,16 @@ def _is_excluded(name: str, p: nn.Parameter) -> bool:
     return p.ndim <= 1 or name.endswith(".bias")
 
 
+# name -> (param groups, lr, OptimConfig) -> optimizer; the names are raycl.config.OPTIMIZERS
+# (tests/test_config.py checks they agree)
+OPTIMIZER_FACTORIES = {
+    "sgd": lambda groups, lr, o: torch.optim.SGD(groups, lr=lr, momentum=o.momentum,
+                                                 weight_decay=o.weight_decay),
+    "lars": lambda groups, lr, o: LARS(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay),
+    "adamw": lambda groups, lr, o: torch.optim.AdamW(groups, lr=lr, weight_decay=o.weight_decay),
+}
+
+
 def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     """The optimizer named by ``cfg.optim.optimizer`` at the scaled peak learning rate.
 
@@ -99,14 +109,10 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     else:
         groups = [{"params": [p for _, p in params]}]
     groups = _split_predictor(groups, model, o.predictor_lr_scale, o.predictor_fixed_lr)
-    if o.optimizer == "lars":
-        optimizer = LARS(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    elif o.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    elif o.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=o.weight_decay)
-    else:
-        raise ValueError(f"optim.optimizer = {o.optimizer!r} is not allowed: one of sgd, lars, adamw")
+    if o.optimizer not in OPTIMIZER_FACTORIES:
+        raise ValueError(f"optim.optimizer = {o.optimizer!r} is not allowed: one of "
+                         + ", ".join(OPTIMIZER_FACTORIES))
+    optimizer = OPTIMIZER_FACTORIES[o.optimizer](groups, lr, o)
     set_lr(optimizer, lr, lr)  # each group at its peak rate until the schedule sets it
     return optimizer
 

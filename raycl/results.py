@@ -33,7 +33,7 @@ def history_from_checkpoint(checkpoint_dir: str) -> list[dict[str, Any]]:
     """The per-epoch history stored in a raycl checkpoint directory."""
     from raycl.train import STATE_FILE
 
-    fs, path = _fs(checkpoint_dir)
+    fs, path = filesystem(checkpoint_dir)
     with fs.open_input_file(f"{path}/{STATE_FILE}") as f:
         state = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
     return state["history"]
@@ -41,7 +41,7 @@ def history_from_checkpoint(checkpoint_dir: str) -> list[dict[str, Any]]:
 
 def write_run(run_dir: str, cfg: Config, history: list[dict[str, Any]]) -> pd.DataFrame:
     """Write the result files of a run; return its history as a DataFrame."""
-    fs, path = _fs(run_dir)
+    fs, path = filesystem(run_dir)
     fs.create_dir(path, recursive=True)
     df = pd.DataFrame(history)
     df.insert(0, "run", cfg.name)
@@ -71,14 +71,15 @@ def _final_metrics(df: pd.DataFrame) -> dict[str, Any]:
 
 
 def plot_history(df: pd.DataFrame) -> bytes:
-    """PNG bytes of loss, kNN top-1, the pretext metric (top-1, or BYOL's prediction/target cosine)
-    and learning rate against epoch."""
+    """PNG bytes of loss, kNN top-1, the method's first pretext metric (its ``pretext_*`` column:
+    top-1, BYOL's prediction/target cosine, ...) and learning rate against epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [c for c in ("loss", "knn_top1", "pretext_top1", "pretext_cos", "lr") if c in df]
+    pretext = [c for c in df if c.startswith("pretext_") and not c.endswith("top5")][:1]
+    panels = [c for c in ("loss", "knn_top1", *pretext, "lr") if c in df]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
     titles = {"loss": "training loss", "knn_top1": "kNN top-1 (validation)",
               "pretext_top1": "pretext top-1", "pretext_cos": "prediction/target cosine",
@@ -86,7 +87,7 @@ def plot_history(df: pd.DataFrame) -> bytes:
     for ax, col in zip(axes[0], panels):
         d = df[["epoch", col]].dropna()
         ax.plot(d["epoch"], d[col], marker="o", ms=3)
-        ax.set_title(titles[col])
+        ax.set_title(titles.get(col, col.replace("_", " ")))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     fig.suptitle(f"{df['run'].iloc[0]}", fontsize=9)
@@ -97,7 +98,8 @@ def plot_history(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def _fs(path: str) -> tuple[pafs.FileSystem, str]:
+def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    """``(filesystem, path within it)`` of a local path or a URI (``s3://...``, ``gs://...``)."""
     if "://" in path:
         return pafs.FileSystem.from_uri(path)
     return pafs.LocalFileSystem(), os.path.abspath(path)

@@ -22,10 +22,9 @@ def keep_freed_memory(keep_bytes: int = _KEEP_BYTES) -> bool:
 
     By default glibc serves blocks above a (dynamic, at most 32 MiB) threshold with ``mmap`` and gives
     them back on ``free``, and trims the heap top: every batch-sized temporary tensor then costs fresh
-    page faults. Measured on one core, decode + two SimCLR views per 256 CIFAR images: 41 → 33 ms at
-    32 px, 204 → 186 ms at 96 px (colour jitter alone at 96 px: 81 → 43 ms). Raising the mmap and
-    trim thresholds keeps such blocks in the heap for reuse; the price is that a process holds on to
-    up to about ``keep_bytes`` of freed memory. Same effect as the environment variables
+    page faults (the README's benchmark section has the figures). Raising the mmap and trim
+    thresholds keeps such blocks in the heap for reuse; the price is that a process holds on to up
+    to about ``keep_bytes`` of freed memory. Same effect as the environment variables
     ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``.
     Returns whether the setting took (False off glibc, e.g. macOS, where nothing changes).
     """

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from raycl import config
 from raycl.data import augment as A
 
 TOL = 1.0 / 255
@@ -333,6 +334,17 @@ def test_recipe_options():
     assert m1[0].scale == (0.2, 1.0) and m1[2].p == 1.0 and m1[2].hue == pytest.approx(0.4)
     assert set(A.OPS) == {"crop", "flip", "color", "grayscale", "blur", "solarize", "cutout", "sobel", "noise", "rotate"}
     assert "simclr" in A.RECIPES and "byol" in A.RECIPES
+
+
+def test_recipes_and_backends_are_the_configs():
+    # the config validates names against raycl.config; augment must build exactly those
+    assert A.RECIPES == config.RECIPES and A.BACKENDS == config.AUGMENT_BACKENDS
+    assert set(A.DEFAULT_CROP_SCALES) == {*config.RECIPES, "pair"}
+    for recipe in config.RECIPES:
+        views = A.make_views(recipe, size=32)
+        assert len(views) == 2 and views[0].ops[0].scale == A.default_crop_scale(recipe)
+    for backend in config.AUGMENT_BACKENDS:
+        assert A.make_views("simclr", size=32, backend=backend)[0].backend == backend
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,14 @@
 """Configuration: presets validate, overrides resolve, and every bad value gets a clear error."""
 
+import subprocess
+import sys
+
 import pytest
 
+from raycl import config
 from raycl.cli import main as cli_main
-from raycl.config import Config, ConfigError, preset, resolve_key
+from raycl.config import Config, ConfigError, MethodConfig, from_overrides, preset, resolve_key
+from raycl.methods import method_spec
 
 
 @pytest.mark.parametrize("name", ["tiny", "cifar10", "imagenet"])
@@ -136,3 +141,61 @@ def test_cli_refuses_an_existing_run_name(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'taken' already exists" in err and "--resume" in err
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["config.json"]
+
+
+# --------------------------------------------------------------------------- method sections
+def test_method_options_belong_to_their_method():
+    assert "prototypes" not in preset("tiny", "simclr").method.to_dict()
+    e = _error(**{"method.prototypes": 100})  # a SwAV option on a SimCLR run
+    assert e.field == "method.prototypes" and "'simclr'" in str(e) and "swav" in str(e)
+    swav = preset("tiny", "swav").override({"method.prototypes": 100, "prototypes": 50}).validate()
+    assert swav.method.prototypes == 50
+    assert resolve_key("prototypes", "swav") == "method.prototypes"
+    with pytest.raises(ConfigError, match="an existing field"):
+        resolve_key("prototypes", "simclr")
+
+
+def test_a_new_method_starts_from_its_own_option_defaults():
+    cfg = preset("tiny", "swav").override({"method.name": "moco", "method.queue_size": 128})
+    assert cfg.method.to_dict() == {**MethodConfig("moco").to_dict(), "queue_size": 128}
+    assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_a_run_is_a_flat_dict_with_preset_and_method_first():
+    cfg = from_overrides({"optim.lr": 1e-3, "method.momentum": 0.9, "method": "byol", "preset": "tiny"})
+    assert (cfg.preset, cfg.method.name, cfg.method.momentum, cfg.optim.lr) == ("tiny", "byol", 0.9, 1e-3)
+    assert cfg.method.momentum_schedule == "cosine"  # the rest of byol's tiny defaults
+    assert cfg == preset("tiny", "byol").override({"optim.lr": 1e-3, "method.momentum": 0.9})
+    with pytest.raises(ConfigError, match="method.momentum"):
+        from_overrides({"method": "simclr", "method.momentum": 0.9})
+    with pytest.raises(ConfigError, match="preset = 'tiny'.*not an override"):
+        preset("tiny").override({"preset": "tiny"})
+
+
+def test_cli_keys_lists_exactly_the_methods_fields(capsys):
+    assert cli_main(["keys", "--method", "swav"]) == 0
+    out = capsys.readouterr().out
+    method_lines = [line for line in out.splitlines() if line.startswith("method.")]
+    assert sorted(line.split(" = ")[0] for line in method_lines) == sorted(
+        ["method.name"] + [f"method.{o}" for o in method_spec("swav").option_defaults()])
+    assert "method.prototypes = 3000  # K: number of prototypes" in out
+    assert "optim.lr = " in out and "method.momentum" not in out
+    assert cli_main(["keys", "--method", "swav", "--preset", "tiny"]) == 0
+    assert "method.prototypes = 30 " in capsys.readouterr().out
+
+
+def test_config_module_does_not_import_torch():
+    code = ("import sys, raycl, raycl.config as c; c.METHODS; c.all_keys; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_torch_side_tables_agree_with_the_config_names():
+    from raycl import models, optim
+    from raycl.data import augment
+    from raycl.protocols import TRANSFORM_CLASSES
+
+    assert tuple(models.BACKBONE_BUILDERS) == config.BACKBONES
+    assert tuple(optim.OPTIMIZER_FACTORIES) == config.OPTIMIZERS
+    assert (augment.RECIPES, augment.BACKENDS) == (config.RECIPES, config.AUGMENT_BACKENDS)
+    assert tuple(TRANSFORM_CLASSES) == config.TRANSFORM_TASKS

@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
+from support import EXERCISE, make_views
+
 from raycl.config import ConfigError, preset
-from raycl.methods import Progress
+from raycl.methods import METHODS, Progress, method_class, method_spec
 from raycl.methods.momentum import KeyQueue, ema_update, momentum_at, shuffled_forward
 from raycl.optim import build_optimizer
 from raycl.train import build_model, train_step
-
-SIZES = {"swav": [32, 32, 16, 16]}
 
 
 def _cfg(method, **overrides):
@@ -21,9 +21,7 @@ def _cfg(method, **overrides):
 
 
 def _views(method, b=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, 256, (b, 3, s, s), dtype=torch.uint8, generator=g)
-            for s in SIZES.get(method, [32, 32])]
+    return make_views(_cfg(method), b, seed)
 
 
 # --------------------------------------------------------------------------- momentum schedule
@@ -99,18 +97,15 @@ def test_shuffled_bn_rejects_groups_that_do_not_fit():
 
 
 # --------------------------------------------------------------------------- whole methods
-@pytest.mark.parametrize("method", ["simclr", "simclrv2", "moco", "mocov2", "byol", "swav"])
+@pytest.mark.parametrize("method", METHODS)
 def test_every_trainable_parameter_learns(method):
-    overrides = {"method.freeze_prototypes_epochs": 0} if method == "swav" else {}
-    if method == "simclrv2":
-        overrides["method.queue_size"] = 32
-    cfg = _cfg(method, **overrides)
+    cfg = _cfg(method, **EXERCISE.get(method, {}))
     model = build_model(cfg)
-    out = model(_views(method))
+    out = model(make_views(cfg, 8))
     assert torch.isfinite(out["loss"])
     out["loss"].backward()
     for name, p in model.named_parameters():
-        frozen = name.startswith(("key_", "target_", "memory_"))
+        frozen = any(p is t for pair in model.momentum_pairs() for t in pair[0].parameters())
         assert p.requires_grad != frozen, name  # momentum networks stay out of DDP and optimizers
         assert (p.grad is None) == frozen, name
         if not frozen:
@@ -227,3 +222,26 @@ def test_presets_carry_each_papers_defaults():
             swav.augment.small_crops, swav.augment.small_crop_size) == (0.05, 3, 3000, 6, 96)
     assert (preset("cifar10", "simclrv2").model.proj_depth,
             preset("cifar10", "simclrv2").model.finetune_from) == (3, 1)
+
+
+# --------------------------------------------------------------------------- specs
+@pytest.mark.parametrize("method", METHODS)
+def test_spec_traits_match_the_class(method):
+    cfg = _cfg(method)
+    model = build_model(cfg)
+    spec = method_spec(method)
+    assert model.name == spec.name == method and method_class(method).spec is spec
+    assert bool(model.predictor_parameters()) == spec.traits.predictor
+    assert model.num_views == len(make_views(cfg, 2))
+    names = [o.name for o in spec.options]
+    assert all(n.isidentifier() for n in names) and len(set(names)) == len(names)
+    for scale in ("tiny", "cifar10", "imagenet"):  # every preset of every method is valid
+        preset(scale, method).override({"data.path": "/data"}).validate()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_momentum_pairs_share_the_online_architecture(method):
+    model = build_model(_cfg(method, **EXERCISE.get(method, {})))
+    for target, online in model.momentum_pairs():
+        assert [n for n, _ in target.named_parameters()] == [n for n, _ in online.named_parameters()]
+        assert not any(p.requires_grad for p in target.parameters())

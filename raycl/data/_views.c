@@ -4,7 +4,7 @@
  * One call turns a chunk of uint8 images into uint8 views: random resized crop (+ flip) by
  * separable resampling, then a short program of per-sample ops -- colour jitter in a per-sample
  * random order + random grayscale (Color), Grayscale, Gaussian blur, solarize, flip -- then the
- * rounding to uint8.  It does exactly what the torch ops of raycl/data/augment.py do, with the
+ * rounding to uint8.  It does exactly what the torch ops of raycl/data/augment/ do, with the
  * parameters they sampled (same expressions, same order of float32 operations, so the results
  * agree to the last bit almost everywhere and within 1/255 always; tests/test_fused.py checks).
  *
@@ -18,7 +18,7 @@
 
 enum { OP_COLOR = 1, OP_GRAY = 2, OP_BLUR = 3, OP_SOLARIZE = 4, OP_FLIP = 5 };
 
-/* ITU-R 601-2 luma, as torchvision and augment.rgb_to_grayscale */
+/* ITU-R 601-2 luma, as torchvision and augment.functional.rgb_to_grayscale */
 static const float LR = 0.2989f, LG = 0.587f, LB = 0.114f;
 
 /* ternaries, not fmaxf/floorf: gcc vectorises these (no NaN can occur here) */
@@ -34,7 +34,7 @@ static inline float luma(float r, float g, float b) { return r * LR + g * LG + b
 
 /* Crop + resize + flip of one image into out[c][i][j] (planar, oh x ow):
  * sum_ty wy[i][ty] * sum_tx wx[j][tx] * src[iy[i][ty]][ix[j][tx]][c] / 255, with the taps of
- * augment._resample_taps (flip folded in).  The box is first converted to planar floats, then
+ * augment.crop.resample_taps (flip folded in).  The box is first converted to planar floats, then
  * resampled along rows (gathers of the few taps per output column) and along columns (contiguous,
  * vectorised).  (The torch path resamples columns first: the sums are the same up to float32
  * rounding.) */
@@ -98,7 +98,7 @@ static inline float hue_channel(float h6, float n, float maxc, float cr)
     return maxc - a * cr;
 }
 
-/* Hue rotation by f (fraction of a turn): augment.adjust_hue, pixel by pixel (branch-free, so
+/* Hue rotation by f (fraction of a turn): augment.functional.adjust_hue, pixel by pixel (branch-free, so
  * that the compiler vectorises it). */
 static void hue(float *restrict r, float *restrict g, float *restrict b, int64_t n, float f)
 {
@@ -127,7 +127,7 @@ static void to_gray(float *r, float *g, float *b, int64_t n)
     }
 }
 
-/* augment.color_jitter for one sample: prm = 4 factors (brightness, contrast, saturation, hue),
+/* augment.functional.color_jitter for one sample: prm = 4 factors (brightness, contrast, saturation, hue),
  * 4 op indices in application order, jitter flag, grayscale flag; enabled: bit k = op k exists. */
 static void color(float *x, int64_t n, const float *prm, int enabled)
 {
@@ -161,7 +161,7 @@ static void color(float *x, int64_t n, const float *prm, int enabled)
     if (prm[9] != 0.0f) to_gray(r, g, b, n);
 }
 
-/* augment.gaussian_blur for one sample: separable, reflect padding, torchvision's kernel. */
+/* augment.functional.gaussian_blur for one sample: separable, reflect padding, torchvision's kernel. */
 static void blur(float *x, int h, int w, float sigma, int k, float *restrict scratch,
                  float *restrict line)
 {

@@ -1,17 +1,18 @@
 """The fused CPU kernel of the view pipelines (``_views.c``): build, load, run.
 
-A :class:`~raycl.data.augment.ViewPipeline` whose ops are a :class:`~raycl.data.augment.Crop`
-followed by any of ``Color``, ``Grayscale``, ``Blur``, ``Solarize``, ``Flip`` (every named recipe:
-simclr, moco_v1, moco_v2, byol, swav and its small crops) can run on uint8 CPU images through
-one C function that processes each image whole, in cache, instead of one batch-wide torch pass
-per elementwise step.  The random parameters are still drawn by the ops' own ``sample`` methods,
-in the same order and from the same generator as the torch path, so both paths give the same
-views (to the last bit almost everywhere, within 1/255 always: tests/test_fused.py).
+A :class:`~raycl.data.augment.views.ViewPipeline` whose ops are a
+:class:`~raycl.data.augment.ops.Crop` followed by any of ``Color``, ``Grayscale``, ``Blur``,
+``Solarize``, ``Flip`` (every named recipe: simclr, moco_v1, moco_v2, byol, swav and its small
+crops) can run on uint8 CPU images through one C function that processes each image whole, in
+cache, instead of one batch-wide torch pass per elementwise step.  The random parameters are still
+drawn by the ops' own ``sample`` methods, in the same order and from the same generator as the
+torch path, so both paths give the same views (to the last bit almost everywhere, within 1/255
+always: tests/test_fused.py).
 
-The C file is compiled on first use with the system C compiler (``$CC`` or ``cc``; about a
-second) into ``$RAYCL_CACHE_DIR`` (default ``~/.cache/raycl``), keyed by the source, the flags
-and the CPU, and loaded with ctypes.  Without a compiler the pipelines use the torch ops; they
-say so once in the log.  Measured (bench/data_throughput.py): see the README's Benchmarks.
+The C file is compiled on first use with the system C compiler (``$CC`` or ``cc``) into
+``$RAYCL_CACHE_DIR`` (default ``~/.cache/raycl``), keyed by the source, the flags and the CPU,
+and loaded with ctypes.  Without a compiler the pipelines use the torch ops; they say so once
+in the log.  Measured (bench/data_throughput.py): see the README's Benchmarks.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from pathlib import Path
 
 import torch
 
-from raycl.data import augment as A
+from raycl.data.augment.crop import resample_taps, size_pair
+from raycl.data.augment.functional import blur_kernel_size
+from raycl.data.augment.ops import Blur, Color, Crop, Flip, Grayscale, Solarize
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=g
          "-shared"]
 
 _COLOR, _GRAY, _BLUR, _SOLARIZE, _FLIP = 1, 2, 3, 4, 5
-_SUPPORTED_AFTER_CROP = (A.Color, A.Grayscale, A.Blur, A.Solarize, A.Flip)
+_SUPPORTED_AFTER_CROP = (Color, Grayscale, Blur, Solarize, Flip)
 
 
 class FusedUnavailable(RuntimeError):
@@ -130,7 +133,7 @@ def available() -> bool:
 
 def supports(ops) -> bool:
     """Whether a pipeline's ops can run fused: a Crop, then only fused ops."""
-    return (len(ops) >= 1 and type(ops[0]) is A.Crop
+    return (len(ops) >= 1 and type(ops[0]) is Crop
             and all(type(op) in _SUPPORTED_AFTER_CROP for op in ops[1:]))
 
 
@@ -143,22 +146,22 @@ def _program(ops, params: list[dict], n: int, oh: int, ow: int):
     """Op codes, int and float arguments and per-sample float32 parameter arrays for the C side."""
     codes, iargs, fargs, arrays = [], [], [], []
     for op, prm in zip(ops, params):
-        if isinstance(op, A.Color):
+        if isinstance(op, Color):
             enabled = [v > 0 for v in (op.brightness, op.contrast, op.saturation, op.hue)]
             jitter = prm["jitter"] if (any(enabled) and op.p > 0) else torch.zeros(n, dtype=torch.bool)
             gray = prm["gray"] if op.gray_p > 0 else torch.zeros(n, dtype=torch.bool)
             arr = torch.cat([prm["factors"].float(), prm["order"].float(), jitter.float()[:, None],
                              gray.float()[:, None]], 1)
             code, iarg, farg = _COLOR, sum(1 << k for k, on in enumerate(enabled) if on), 0.0
-        elif isinstance(op, A.Grayscale):
+        elif isinstance(op, Grayscale):
             arr, code, iarg, farg = prm["mask"].float()[:, None], _GRAY, 0, 0.0
-        elif isinstance(op, A.Blur):
-            k = op.kernel_size or A.blur_kernel_size(min(oh, ow))
+        elif isinstance(op, Blur):
+            k = op.kernel_size or blur_kernel_size(min(oh, ow))
             if k // 2 >= min(oh, ow):
                 raise ValueError(f"blur kernel {k} is too large for {oh}x{ow} views (reflect padding)")
             arr = torch.stack([prm["mask"].float(), prm["sigma"].float()], 1)
             code, iarg, farg = _BLUR, k, 0.0
-        elif isinstance(op, A.Solarize):
+        elif isinstance(op, Solarize):
             arr, code, iarg, farg = prm["mask"].float()[:, None], _SOLARIZE, 0, op.threshold
         else:  # Flip
             arr, code, iarg, farg = prm["mask"].float()[:, None], _FLIP, 0, 0.0
@@ -175,13 +178,13 @@ class _Job:
     def __init__(self, images: torch.Tensor, ops, generator):
         B, _, H, W = images.shape
         crop = ops[0]
-        oh, ow = A._pair(crop.size)
+        oh, ow = size_pair(crop.size)
         cp = crop.sample(_shape_only(B, H, W), generator)
         params = [op.sample(_shape_only(B, oh, ow), generator) for op in ops[1:]]
         boxes = cp["boxes"].float()
         top, left, height, width = boxes.unbind(-1)
-        iy, wy = A._resample_taps(top, height, oh, crop.antialias)
-        ix, wx = A._resample_taps(left, width, ow, crop.antialias)
+        iy, wy = resample_taps(top, height, oh, crop.antialias)
+        ix, wx = resample_taps(left, width, ow, crop.antialias)
         f = cp["flip"].view(-1, 1, 1)
         ix, wx = torch.where(f, ix.flip(1), ix), torch.where(f, wx.flip(1), wx)
         self.images, self.H, self.W, self.oh, self.ow = images, H, W, oh, ow

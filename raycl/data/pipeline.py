@@ -5,8 +5,9 @@ part. Three Ray datasets come out:
 
 - ``train``: blocks of encoded images → :class:`AugmentActor` (an actor pool on CPU nodes, sized apart
   from the training workers) decodes them and draws the views; nothing is materialised per epoch.
-  Ray Data rebuilds the actor pool every epoch (4–5 s on 2 cores), so ``augment.compute="tasks"``
-  runs the same :class:`Augmenter` as stateless tasks in reused workers instead (the ``tiny`` preset).
+  Ray Data rebuilds the actor pool every epoch, a fixed cost that dominates short epochs, so
+  ``augment.compute="tasks"`` runs the same :class:`Augmenter` as stateless tasks in reused workers
+  instead (the ``tiny`` preset).
 - ``knn_bank`` / ``knn_val``: decoded, centre-cropped images of the training and validation parts for
   the kNN monitor (stateless decode tasks).
 
@@ -30,6 +31,7 @@ from raycl.config import Config
 from raycl.data.augment import make_views
 from raycl.data.sources import decode_images, load_table, stratified_split
 from raycl.runtime import keep_freed_memory
+from raycl.seeding import derive_seed, numpy_rng
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +86,8 @@ def _blocks(table: pa.Table, rows_per_block: int) -> list[pa.Table]:
 
 
 def batch_seed(seed: int, epoch: int, first_id: int) -> int:
-    """A 63-bit seed for one batch of one epoch, independent of which actor processes it."""
-    return int(np.random.SeedSequence([seed, epoch, first_id]).generate_state(2, np.uint64)[0]
-               >> np.uint64(1))
+    """The seed of one batch's views in one epoch, independent of which actor processes it."""
+    return derive_seed(seed, "views", epoch, first_id)
 
 
 class Augmenter:
@@ -100,7 +101,7 @@ class Augmenter:
                  blur: bool, seed: int, scale: tuple | None = None, small_crops: int = 0,
                  small_crop_size: int | None = None, small_crop_scale: tuple = (0.05, 0.14),
                  backend: str = "auto"):
-        keep_freed_memory()  # batch-sized temporaries reuse heap blocks: 41 -> 33 ms per 256 at 32 px
+        keep_freed_memory()  # batch-sized temporaries reuse heap blocks instead of fresh mmaps
         # multi-crop: view0, view1 at crop_size, then view2 .. view{1+small_crops} at small_crop_size
         self.views = make_views(recipe, size=crop_size, color_strength=color_strength, blur=blur,
                                 scale=scale, small_crops=small_crops, small_size=small_crop_size,
@@ -171,7 +172,8 @@ def train_dataset(table: pa.Table, cfg: Config, clock) -> ray.data.Dataset:
     a = cfg.augment
     ds = ray.data.from_arrow(_blocks(table, a.batch_size))
     ds = ds.randomize_block_order(
-        seed=ray.data.RandomSeedConfig(seed=cfg.train.seed, reseed_after_execution=True))
+        seed=ray.data.RandomSeedConfig(seed=derive_seed(cfg.train.seed, "block_shuffle"),
+                                       reseed_after_execution=True))
     kwargs = dict(recipe=a.recipe, image_size=cfg.data.image_size, crop_size=a.crop_size,
                   color_strength=a.color_strength, blur=a.blur, seed=cfg.train.seed, clock=clock,
                   threads=max(1, int(a.cpus_per_actor)),
@@ -204,7 +206,7 @@ def knn_bank_table(train: pa.Table, cfg: Config) -> pa.Table:
     n = cfg.eval.knn_bank_size
     if n is None or n >= train.num_rows:
         return train
-    keep = np.sort(np.random.default_rng(cfg.train.seed).choice(train.num_rows, n, replace=False))
+    keep = np.sort(numpy_rng(cfg.train.seed, "knn_bank").choice(train.num_rows, n, replace=False))
     return train.take(keep)
 
 

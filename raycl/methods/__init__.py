@@ -1,27 +1,60 @@
-"""Self-supervised methods, one file each, behind :class:`raycl.methods.base.Method`."""
+"""Self-supervised methods, one file each: a :class:`~raycl.methods.spec.MethodSpec` and a
+:class:`~raycl.methods.base.Method` subclass. :data:`REGISTRY` is the one list of them.
+
+This package module stays torch-free (the configuration reads :data:`METHODS` from it); a method's
+file, and torch with it, is imported on first use of its class or spec.
+"""
 
 from __future__ import annotations
 
-from raycl.config import Config, ConfigError
-from raycl.methods.base import Method, Progress
-from raycl.methods.byol import BYOL
-from raycl.methods.moco import MoCo, MoCoV2
-from raycl.methods.simclr import SimCLR
-from raycl.methods.simclrv2 import SimCLRv2
-from raycl.methods.swav import SwAV
+import importlib
+from typing import TYPE_CHECKING
 
-REGISTRY: dict[str, type[Method]] = {cls.name: cls
-                                     for cls in (SimCLR, SimCLRv2, MoCo, MoCoV2, BYOL, SwAV)}
+from raycl.checks import ConfigError
+
+if TYPE_CHECKING:
+    from raycl.config import Config
+    from raycl.methods.base import Method
+    from raycl.methods.spec import MethodSpec
+
+# method name -> "module:Class" in this package; adding a method is one line here and its file.
+REGISTRY: dict[str, str] = {
+    "simclr": "simclr:SimCLR",
+    "simclrv2": "simclrv2:SimCLRv2",
+    "moco": "moco:MoCo",
+    "mocov2": "moco:MoCoV2",
+    "byol": "byol:BYOL",
+    "swav": "swav:SwAV",
+}
+METHODS: tuple[str, ...] = tuple(REGISTRY)
 
 
-def build_method(cfg: Config) -> Method:
+def method_class(name: str) -> type["Method"]:
+    """The class implementing method ``name`` (imports its file)."""
+    if name not in REGISTRY:
+        raise ConfigError("method.name", name, "one of " + ", ".join(METHODS))
+    module, _, cls = REGISTRY[name].partition(":")
+    found = getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+    if found.spec.name != name:
+        raise RuntimeError(f"REGISTRY[{name!r}] names {found.__name__}, whose spec is {found.spec.name!r}")
+    return found
+
+
+def method_spec(name: str) -> "MethodSpec":
+    """What method ``name`` declares: options, paper defaults per scale, traits."""
+    return method_class(name).spec
+
+
+def build_method(cfg: "Config") -> "Method":
     """Instantiate the method named by ``cfg.method.name``."""
-    try:
-        cls = REGISTRY[cfg.method.name]
-    except KeyError:
-        raise ConfigError("method.name", cfg.method.name, "one of " + ", ".join(REGISTRY)) from None
-    return cls(cfg)
+    return method_class(cfg.method.name)(cfg)
 
 
-__all__ = ["BYOL", "Method", "MoCo", "MoCoV2", "Progress", "REGISTRY", "SimCLR", "SimCLRv2", "SwAV",
-           "build_method"]
+def __getattr__(name: str):
+    # lazy re-exports, so that importing this package does not import torch
+    if name in ("Method", "Progress"):
+        return getattr(importlib.import_module(f"{__name__}.base"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["METHODS", "REGISTRY", "Method", "Progress", "build_method", "method_class", "method_spec"]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
-from raycl.config import Config
-from raycl.models import Normalize, build_backbone, convert_batchnorm
+from raycl.methods.momentum import ema_update, momentum_at
+from raycl.methods.spec import MethodSpec
+from raycl.models import Normalize, build_backbone, convert_batchnorm, projection_head
+
+if TYPE_CHECKING:
+    from raycl.config import Config
 
 
 class Progress(NamedTuple):
@@ -30,21 +34,40 @@ class Method(nn.Module):
     ``before_step`` (before forward), ``before_optimizer_step`` (after backward: e.g. dropping the
     gradient of frozen prototypes) and ``after_step`` (after the update: momentum encoders).
     ``features`` gives the backbone representation h used by every evaluation; ``head`` is the
-    projection head, an ``nn.Sequential`` of layers (fine-tuning may keep its first layers).
+    projection head g (``model.proj_*``), an ``nn.Sequential`` of layers (fine-tuning may keep its
+    first layers).
+    A subclass sets ``spec`` (its :class:`~raycl.methods.spec.MethodSpec`); a method with momentum
+    networks lists its (target, online) pairs in :meth:`momentum_pairs` and the base
+    :meth:`after_step` moves every target by the EMA of ``method.momentum``.
     """
 
+    spec: ClassVar[MethodSpec]
     name: ClassVar[str]
 
-    def __init__(self, cfg: Config):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "spec" in cls.__dict__:
+            cls.name = cls.spec.name
+
+    def __init__(self, cfg: "Config"):
         super().__init__()
         self.cfg = cfg
+        mo = cfg.model
         self.normalize = Normalize()
-        self.backbone = build_backbone(cfg.model.backbone)
+        self.backbone = build_backbone(mo.backbone)
+        self.head = projection_head(self.backbone.out_dim, mo.proj_depth, mo.proj_hidden_dim, mo.proj_out_dim)
 
     @property
     def num_views(self) -> int:
         """Views per image this method consumes (the pipeline's ``view0`` … columns)."""
-        return 2
+        small = self.cfg.augment.small_crops if self.spec.traits.multi_crop else 0
+        return self.spec.traits.views + small
+
+    def check_views(self, views: list[torch.Tensor]) -> None:
+        if len(views) != self.num_views:
+            small = self.num_views - self.spec.traits.views
+            parts = f" ({self.spec.traits.views} large + {small} small)" if small else ""
+            raise ValueError(f"{self.name} takes {self.num_views} views{parts}, got {len(views)}")
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -56,7 +79,21 @@ class Method(nn.Module):
         """Hook between backward and the optimizer step (gradients are in place)."""
 
     def after_step(self, progress: Progress) -> None:
-        """Hook after each optimizer step."""
+        """Hook after each optimizer step: θ_target ← m·θ_target + (1 − m)·θ_online for every
+        pair of :meth:`momentum_pairs`, m from ``method.momentum`` on its schedule."""
+        pairs = self.momentum_pairs()
+        if pairs:
+            m = self.momentum_at(progress.step, progress.total_steps)
+            for target, online in pairs:
+                ema_update(target, online, m)
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(target, online) modules kept as exponential moving averages; none by default."""
+        return []
+
+    def momentum_at(self, step: int, total_steps: int) -> float:
+        """The EMA coefficient at ``step`` (``method.momentum`` on ``method.momentum_schedule``)."""
+        return momentum_at(step, total_steps, self.cfg.method.momentum, self.cfg.method.momentum_schedule)
 
     def predictor_parameters(self) -> list[nn.Parameter]:
         """Parameters of a predictor network, trained at ``optim.predictor_lr_scale`` × the lr."""

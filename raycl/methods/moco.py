@@ -1,4 +1,14 @@
-"""MoCo v1 (He et al. 2020) and v2 (Chen, Fan, Girshick, He 2020): a queue of momentum-encoded keys."""
+"""MoCo v1 (He et al. 2020) and v2 (Chen, Fan, Girshick, He 2020): a queue of momentum-encoded keys.
+
+    f_k.params = f_q.params
+    for x in loader:
+        q = f_q(aug(x))                          # queries: per-worker BN
+        k = f_k(aug(x)).detach()                 # keys: shuffled BN over the global batch
+        loss = info_nce(q, k, queue, τ)          # (K+1)-way: positive key vs the queue
+        loss.backward(); update(f_q)
+        f_k.params = m·f_k.params + (1 − m)·f_q.params
+        enqueue(queue, all_gather(k)); dequeue the oldest
+"""
 
 from __future__ import annotations
 
@@ -6,12 +16,51 @@ import torch
 from torch import nn
 
 from raycl import distributed
-from raycl.config import Config
+from raycl.checks import ConfigError, at_least
 from raycl.losses import info_nce, topk_accuracy
 from raycl.methods.base import Method, Progress
-from raycl.methods.momentum import (KeyQueue, ema_update, momentum_at, momentum_copy,
-                                    shuffled_forward)
-from raycl.models import convert_batchnorm, projection_head
+from raycl.methods.momentum import KeyQueue, momentum_copy, shuffled_forward
+from raycl.methods.spec import (MethodSpec, Option, momentum_options, needs_queue,
+                                queue_holds_whole_batches, queue_option, temperature)
+from raycl.models import convert_batchnorm
+from raycl.seeding import derive_seed
+
+
+def _key_bn_groups_fit(cfg) -> None:
+    groups, workers, batch = cfg.method.key_bn_groups, cfg.train.workers, cfg.train.batch_size
+    if not groups or not isinstance(workers, int) or workers < 1:
+        return
+    if groups % workers:
+        raise ConfigError("method.key_bn_groups", groups, f"a multiple of train.workers = {workers}")
+    if batch % groups or batch // groups < 2:
+        raise ConfigError("method.key_bn_groups", groups,
+                          f"a divisor of train.batch_size = {batch} leaving at least 2 keys per group")
+
+
+# SGD lr 0.03 per 256, weight decay 1e-4, momentum 0.9, no warm-up, step decay (v2: cosine)
+_PAPER_OPTIM = {"optim.optimizer": "sgd", "optim.lr": 0.03, "optim.weight_decay": 1e-4,
+                "optim.momentum": 0.9, "optim.warmup_epochs": 0.0, "optim.schedule": "step"}
+
+SPEC = MethodSpec(
+    name="moco",
+    paper="He, Fan, Wu, Xie, Girshick 2020",
+    options=(temperature(0.07, "InfoNCE"),
+             queue_option(4096, "K: keys in the queue, a multiple of the global batch"),
+             *momentum_options(0.999),
+             Option("shuffle_bn", True, "shuffled BN for the key encoder (§3.3)"),
+             Option("key_bn_groups", 0, "BN groups of the shuffled keys (0: one per worker, at least 2)",
+                    at_least(0))),
+    defaults={
+        "all": {"model.sync_bn": False,  # per-worker BN for queries, shuffled BN for keys
+                "model.proj_depth": 1, "model.proj_hidden_dim": 2048,  # v1: a linear (fc) head
+                "augment.recipe": "moco_v1", "augment.blur": False},
+        # tiny keeps the scale's AdamW so that a few CPU epochs learn
+        "tiny": {"method.momentum": 0.99, "method.queue_size": 1024, "model.proj_hidden_dim": 256},
+        "cifar10": {"method.queue_size": 4096, **_PAPER_OPTIM},
+        "imagenet": {"method.queue_size": 65536, **_PAPER_OPTIM},
+    },
+    rules=(needs_queue, queue_holds_whole_batches, _key_bn_groups_fit),
+)
 
 
 class MoCo(Method):
@@ -27,20 +76,17 @@ class MoCo(Method):
     Pretext accuracy is (K+1)-way: is the positive key the most similar of K+1?
     """
 
-    name = "moco"
+    spec = SPEC
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg):
         super().__init__(cfg)
         m, mo = cfg.method, cfg.model
-        self.head = projection_head(self.backbone.out_dim, mo.proj_depth, mo.proj_hidden_dim,
-                                    mo.proj_out_dim)
         self.key_backbone = momentum_copy(self.backbone)
         self.key_head = momentum_copy(self.head)
         self.queue = KeyQueue(m.queue_size, mo.proj_out_dim)
-        self.temperature, self.momentum = m.temperature, m.momentum
-        self.schedule, self.shuffle_bn = m.momentum_schedule, m.shuffle_bn
-        self.key_bn_groups, self.seed = m.key_bn_groups, cfg.train.seed
-        self._step = 0
+        self.temperature, self.shuffle_bn, self.key_bn_groups = m.temperature, m.shuffle_bn, m.key_bn_groups
+        self.seed = cfg.train.seed
+        self.step = 0
 
     def use_global_bn(self, use_gpu: bool) -> None:
         """Only the query side: the key encoder keeps per-group BN (that is what shuffling is for)."""
@@ -57,12 +103,11 @@ class MoCo(Method):
             k = self._key_encoder(x)
             return k, distributed.gather_nograd(k)
         groups = self.key_bn_groups or max(2, distributed.world_size())
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self._step)
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, "moco_key_shuffle", self.step))
         return shuffled_forward(self._key_encoder, x, groups, generator)
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        if len(views) != 2:
-            raise ValueError(f"MoCo takes 2 views, got {len(views)}")
+        self.check_views(views)
         q = self.head(self.features(views[0]))
         k, all_keys = self.keys(views[1])
         out = info_nce(q, k, self.queue.keys.clone(), self.temperature)
@@ -72,15 +117,22 @@ class MoCo(Method):
                 "pretext_top1": torch.tensor(acc[1]), "pretext_top5": torch.tensor(acc[5])}
 
     def before_step(self, progress: Progress) -> None:
-        self._step = progress.step
+        self.step = progress.step  # seeds the key shuffle: the same permutation on every worker
 
-    def after_step(self, progress: Progress) -> None:
-        m = momentum_at(progress.step, progress.total_steps, self.momentum, self.schedule)
-        ema_update(self.key_backbone, self.backbone, m)
-        ema_update(self.key_head, self.head, m)
+    def momentum_pairs(self):
+        return [(self.key_backbone, self.backbone), (self.key_head, self.head)]
 
 
 class MoCoV2(MoCo):
     """MoCo v2: same algorithm; its presets add the MLP head, blur and the cosine schedule."""
 
-    name = "mocov2"
+    spec = SPEC.variant(
+        name="mocov2",
+        paper="Chen, Fan, Girshick, He 2020",
+        defaults={
+            # "MLP head" (2 layers), "aug+" (blur), "cos" (cosine schedule), τ 0.2: MoCo v2 Table 1
+            "all": {"method.temperature": 0.2, "model.proj_depth": 2, "augment.recipe": "moco_v2",
+                    "augment.blur": True, "optim.schedule": "cosine"},
+            "tiny": {"augment.blur": False},
+        },
+    )

@@ -1,4 +1,9 @@
-"""SimCLRv2 (Chen, Kornblith, Swersky, Norouzi, Hinton 2020b): SimCLR with a deeper head and memory."""
+"""SimCLRv2 (Chen, Kornblith, Swersky, Norouzi, Hinton 2020b): SimCLR with a deeper head and memory.
+
+    z1, z2 = g(f(x1)), g(f(x2))           # g: 3 layers; fine-tuning keeps its first layer
+    memory = queue of g'(f'(x1)) from past global batches   # f', g': EMA of f, g (optional)
+    loss = nt_xent(z1, z2, τ, negatives += memory)
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,19 @@ import torch
 import torch.nn.functional as F
 
 from raycl import distributed
-from raycl.config import Config
 from raycl.losses import nt_xent, topk_accuracy
-from raycl.methods.base import Progress
-from raycl.methods.momentum import KeyQueue, ema_update, momentum_at, momentum_copy
-from raycl.methods.simclr import SimCLR
+from raycl.methods.momentum import KeyQueue, momentum_copy
+from raycl.methods.simclr import SPEC as SIMCLR_SPEC, SimCLR
+from raycl.methods.spec import momentum_options, queue_holds_whole_batches, queue_option
+
+SPEC = SIMCLR_SPEC.variant(
+    name="simclrv2",
+    paper="Chen, Kornblith, Swersky, Norouzi, Hinton 2020b",
+    options=(queue_option(0, "memory of negatives from a momentum encoder (0: off)"),
+             *momentum_options(0.999)),
+    defaults={"all": {"model.proj_depth": 3, "model.finetune_from": 1}},
+    rules=(queue_holds_whole_batches,),
+)
 
 
 class SimCLRv2(SimCLR):
@@ -22,23 +35,19 @@ class SimCLRv2(SimCLR):
     distillation are evaluation protocols (``raycl.evaluate``).
     """
 
-    name = "simclrv2"
+    spec = SPEC
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg):
         super().__init__(cfg)
-        m = cfg.method
         self.memory: KeyQueue | None = None
-        if m.queue_size:
-            self.memory = KeyQueue(m.queue_size, cfg.model.proj_out_dim)
+        if cfg.method.queue_size:
+            self.memory = KeyQueue(cfg.method.queue_size, cfg.model.proj_out_dim)
             self.memory_backbone = momentum_copy(self.backbone)
             self.memory_head = momentum_copy(self.head)
-        self.momentum, self.schedule = m.momentum, m.momentum_schedule
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        if len(views) != 2:
-            raise ValueError(f"SimCLRv2 takes 2 views, got {len(views)}")
-        z = self.head(self.features(torch.cat(views)))
-        z1, z2 = z.chunk(2)
+        self.check_views(views)
+        z1, z2 = self.head(self.features(torch.cat(views))).chunk(2)
         memory = self.memory.keys.clone() if self.memory is not None else None
         out = nt_xent(z1, z2, self.temperature, memory=memory)
         if self.memory is not None:
@@ -49,8 +58,7 @@ class SimCLRv2(SimCLR):
         return {"loss": out.loss,
                 "pretext_top1": torch.tensor(acc[1]), "pretext_top5": torch.tensor(acc[5])}
 
-    def after_step(self, progress: Progress) -> None:
-        if self.memory is not None:
-            m = momentum_at(progress.step, progress.total_steps, self.momentum, self.schedule)
-            ema_update(self.memory_backbone, self.backbone, m)
-            ema_update(self.memory_head, self.head, m)
+    def momentum_pairs(self):
+        if self.memory is None:
+            return []
+        return [(self.memory_backbone, self.backbone), (self.memory_head, self.head)]

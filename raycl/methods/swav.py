@@ -1,4 +1,11 @@
-"""SwAV (Caron et al. 2020): swapped prediction of online cluster codes, with multi-crop."""
+"""SwAV (Caron et al. 2020): swapped prediction of online cluster codes, with multi-crop.
+
+    C = normalize(C)                                 # K prototypes
+    z = normalize(g(f(cat(large_views, small_views))))
+    scores = z @ C.T
+    q_s = sinkhorn(scores_s over the global batch)   # codes of the large views only, no gradient
+    loss = Σ_{s ≠ t} cross_entropy(softmax(scores_t / τ), q_s)   # swapped prediction
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,41 @@ import torch.nn.functional as F
 from torch import nn
 
 from raycl import distributed
-from raycl.config import Config
+from raycl.checks import at_least, positive
 from raycl.losses import sinkhorn, swav_loss
 from raycl.methods.base import Method, Progress
-from raycl.models import projection_head
+from raycl.methods.spec import (MethodSpec, Option, Traits, queue_holds_whole_batches, queue_option,
+                                temperature)
+
+# LARS, lr 4.8 at batch 4096 = 0.3 per 256, final lr 0.001 × peak
+_PAPER_OPTIM = {"optim.optimizer": "lars", "optim.lr": 0.3, "optim.weight_decay": 1e-6,
+                "optim.min_lr_ratio": 0.001}
+
+SPEC = MethodSpec(
+    name="swav",
+    paper="Caron, Misra, Mairal, Goyal, Bojanowski, Joulin 2020",
+    options=(temperature(0.1, "the swapped prediction"),
+             Option("prototypes", 3000, "K: number of prototypes", at_least(2)),
+             Option("epsilon", 0.05, "Sinkhorn entropy regularisation ε", positive),
+             Option("sinkhorn_iters", 3, "Sinkhorn-Knopp iterations", at_least(1)),
+             queue_option(0, "embeddings kept from past batches (0: none)"),
+             Option("queue_start_epoch", 15, "epoch from which the queue is used", at_least(0)),
+             Option("freeze_prototypes_epochs", 1, "epochs in which the prototypes get no update",
+                    at_least(0))),
+    defaults={
+        "all": {"augment.recipe": "swav", "augment.small_crops": 2, "augment.small_crop_size": 16},
+        # tiny: τ 0.2, 30 prototypes, the scale's AdamW at lr 1e-2 and 8 000 images, without which
+        # the swapped-prediction loss stays near ln K for 2 CPU epochs (figures in the README)
+        "tiny": {"method.temperature": 0.2, "method.prototypes": 30,
+                 "optim.lr": 1e-2, "data.num_images": 8000},
+        "cifar10": _PAPER_OPTIM,
+        # batch 256 with a queue of 3840, 2 × 224 + 6 × 96 crops
+        "imagenet": {"method.queue_size": 3840, "train.batch_size": 256,
+                     "augment.small_crops": 6, "augment.small_crop_size": 96, **_PAPER_OPTIM},
+    },
+    traits=Traits(multi_crop=True),
+    rules=(queue_holds_whole_batches,),
+)
 
 
 class SwAV(Method):
@@ -27,27 +65,20 @@ class SwAV(Method):
     predicts is the one its partner was assigned (top-1/top-5 over views and partners).
     """
 
-    name = "swav"
+    spec = SPEC
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg):
         super().__init__(cfg)
         m, mo = cfg.method, cfg.model
-        self.head = projection_head(self.backbone.out_dim, mo.proj_depth, mo.proj_hidden_dim,
-                                    mo.proj_out_dim)
         self.prototypes = nn.Linear(mo.proj_out_dim, m.prototypes, bias=False)
         self.temperature, self.epsilon, self.iterations = m.temperature, m.epsilon, m.sinkhorn_iters
         self.queue_start_epoch, self.freeze_epochs = m.queue_start_epoch, m.freeze_prototypes_epochs
-        self.small_crops = cfg.augment.small_crops
         self.queue_size = m.queue_size
         # This worker's part of the queue (not in checkpoints: its shape depends on the worker count;
         # after a resume it refills within queue_size / batch steps, as it does at the start).
         self.register_buffer("queue", torch.zeros(0), persistent=False)
         self.register_buffer("queue_rows", torch.zeros((), dtype=torch.long), persistent=False)
         self._epoch = 0
-
-    @property
-    def num_views(self) -> int:
-        return 2 + self.small_crops
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
@@ -63,8 +94,7 @@ class SwAV(Method):
         return F.normalize(self.head(torch.cat(hs)), dim=1)
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        if len(views) != self.num_views:
-            raise ValueError(f"SwAV takes 2 large + {self.small_crops} small views, got {len(views)}")
+        self.check_views(views)
         self.normalize_prototypes()
         b = views[0].shape[0]
         z = self.embed(views)

@@ -1,0 +1,100 @@
+"""``raycl.evaluate``: run protocols on a checkpoint and save their rows in the evaluation table."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.fs as pafs
+import torch
+
+from raycl.config import Config
+from raycl.protocols.names import parse_protocols
+from raycl.protocols.session import Session
+from raycl.protocols.table import tidy, write_evaluation
+from raycl.results import filesystem
+
+
+def load_checkpoint(checkpoint: Any) -> tuple[dict, str, str]:
+    """``(state, checkpoint_dir, run_dir)`` from a checkpoint directory, a run directory (its latest
+    checkpoint) or a :class:`~raycl.api.RunResult`."""
+    from raycl.train import STATE_FILE
+
+    if hasattr(checkpoint, "checkpoint") and hasattr(checkpoint, "path"):
+        checkpoint = checkpoint.checkpoint
+    if checkpoint is None:
+        raise ValueError("no checkpoint to evaluate (the run saved none)")
+    checkpoint = str(checkpoint)
+    fs, path = filesystem(checkpoint)
+    if fs.get_file_info(f"{path}/{STATE_FILE}").type == pafs.FileType.NotFound:
+        found = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+                       if i.base_name.startswith("checkpoint_")
+                       and fs.get_file_info(f"{i.path}/{STATE_FILE}").type != pafs.FileType.NotFound)
+        if not found:
+            raise ValueError(f"{checkpoint!r} holds neither {STATE_FILE} nor checkpoint_* folders")
+        path = found[-1]
+        checkpoint = path if "://" not in checkpoint else checkpoint.split("://")[0] + "://" + path
+    with fs.open_input_file(f"{path}/{STATE_FILE}") as f:
+        state = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
+    run_dir = checkpoint.rstrip("/").rsplit("/", 1)[0] if Path(path).name.startswith("checkpoint_") \
+        else checkpoint
+    return state, checkpoint, run_dir
+
+
+def evaluate(checkpoint: Any, protocols: Sequence[str] | str = ("knn", "linear"), *,
+             path: str | None = None, verbose: bool = True, use_ray: bool | None = None,
+             **overrides: Any) -> pd.DataFrame:
+    """Run evaluation ``protocols`` on a raycl checkpoint; return and save the results table.
+
+    ``checkpoint``: a checkpoint directory (holding ``state.pt``), a run directory (its latest
+    checkpoint is used) or a :class:`~raycl.api.RunResult`. ``overrides`` change the stored config
+    (dotted keys or unique names: ``linear_steps=100``, ``**{"data.num_test_images": 2000}``).
+    Features are extracted with Ray Data when ``use_ray`` (default: when Ray is running).
+    Rows (one per protocol and split, per task and representation for ``transform``) go to
+    ``<path or run dir>/evaluation.parquet``, replacing earlier rows of the same protocols.
+
+    Columns: ``protocol``, ``network`` (pretrained / random), ``split`` (val / test), ``features``
+    (h, g<k>, network), ``task`` (class or a transformation), ``labels`` (fraction of training labels
+    used), ``top1``, ``top5``, ``teacher_top1`` / ``teacher_top5`` (distill), ``chance``
+    (transform), ``seconds`` (wall time of the protocol, feature extraction included) and
+    ``settings`` (JSON).
+    """
+    parsed = parse_protocols(protocols)
+    state, _, run_dir = load_checkpoint(checkpoint)
+    cfg = Config.from_dict(state["config"]).override(overrides).validate()
+    out_dir = path or run_dir
+    session = Session(cfg, state, out_dir, use_ray)
+    rows = []
+    for p in parsed:
+        t0 = time.perf_counter()
+        got, settings = session.run(p)
+        seconds = time.perf_counter() - t0
+        labels = 1.0 if p.base in ("knn", "linear", "linear_z") else p.fraction
+        for r in map(dict, got):
+            rows.append({"protocol": p.name, "network": "random" if p.random else "pretrained",
+                         "split": r.pop("split"), "features": r.pop("features"),
+                         "task": r.pop("task", "class"), "labels": labels, **r,
+                         "seconds": seconds, "settings": json.dumps(settings, default=str)})
+        if verbose:
+            print(_progress(p.name, got, seconds), flush=True)
+    df = tidy(pd.DataFrame(rows))
+    df = write_evaluation(out_dir, df, cfg)
+    return df[df["protocol"].isin([p.name for p in parsed])].reset_index(drop=True)
+
+
+def _progress(name: str, rows: list[dict], seconds: float) -> str:
+    if rows and "task" in rows[0]:
+        parts = [f"{r['task']}/{r['features']} {r['top1']:.3f}" for r in rows if r["split"] == "val"]
+        return f"[raycl] eval {name}: val " + ", ".join(parts) + f" ({seconds:.1f} s)"
+    parts = []
+    for r in rows:
+        text = f"{r['split']} top-1 {r['top1']:.3f}"
+        if "teacher_top1" in r:
+            text += f" (teacher {r['teacher_top1']:.3f})"
+        parts.append(text)
+    return f"[raycl] eval {name}: " + ", ".join(parts) + f" ({seconds:.1f} s)"

@@ -1,0 +1,161 @@
+"""The per-worker training loop run by Ray Train's ``TorchTrainer``.
+
+Each epoch streams this worker's shard of augmented views and steps the method (:func:`run_epoch`),
+then (every ``eval.knn_every`` epochs) runs the kNN monitor over all workers' features, then makes
+one ``ray.train.report`` with the epoch's metrics and, every ``train.checkpoint_every`` epochs, a
+checkpoint that also holds the whole metric history, so nothing is lost when a run stops early.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from typing import Any, Iterable
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+from torch import nn
+
+from raycl import distributed
+from raycl.config import Config
+from raycl.knn import knn_accuracy
+from raycl.methods.base import Method, Progress
+from raycl.optim import build_optimizer, set_lr
+from raycl.runtime import keep_freed_memory
+from raycl.seeding import derive_seed
+from raycl.train.model import Schedule, build_model, log, train_step
+from raycl.train.state import load_state, save_state
+
+
+def train_loop(loop_config: dict) -> None:
+    """``train_loop_per_worker`` for ``TorchTrainer``: see the module docstring."""
+    cfg = Config.from_dict(loop_config["config"])
+    torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
+    keep_freed_memory()
+    device = ray.train.torch.get_device()
+
+    method = build_model(cfg).to(device)
+    optimizer = build_optimizer(method, cfg)
+    schedule = Schedule.for_run(cfg, loop_config["num_train"])
+    start_epoch, step, history = 0, 0, []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:  # resuming: same run name, or a restarted worker group
+        state = load_state(checkpoint)
+        method.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, step, history = state["epoch"], state["step"], state["history"]
+    model = ray.train.torch.prepare_model(method, parallel_strategy_kwargs={"broadcast_buffers": False})
+    knn = "knn_val" in loop_config["datasets"]
+
+    def monitor() -> dict[str, float]:
+        return knn_monitor(method, cfg, loop_config["num_classes"], device)
+
+    if start_epoch == 0 and knn and cfg.eval.knn_at_init:
+        row = {"epoch": 0, **monitor()}
+        history.append(row)
+        ray.train.report(row)
+
+    shard = ray.train.get_dataset_shard("train")
+    for epoch in range(start_epoch, cfg.train.epochs):
+        if distributed.rank() == 0 and loop_config["clock"] is not None:
+            ray.get(loop_config["clock"].set.remote(epoch))  # augmentation seeds views by epoch
+        distributed.barrier()
+        row = run_epoch(model, method, optimizer, shard, cfg, schedule, epoch, step)
+        step = row["step"]
+        last = epoch + 1 == cfg.train.epochs
+        if knn and ((epoch + 1) % cfg.eval.knn_every == 0 or last):
+            row.update(monitor())
+        history.append(row)
+        if distributed.rank() == 0:
+            log.info(progress_line(row, cfg.train.epochs))
+        save = (epoch + 1) % cfg.train.checkpoint_every == 0 or last
+        report(row, save, method, optimizer, epoch + 1, step, history, cfg)
+
+
+def run_epoch(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer, shard,
+              cfg: Config, schedule: Schedule, epoch: int, step: int) -> dict[str, Any]:
+    """One pass over this worker's shard; returns the epoch's row (metrics averaged over steps and
+    workers, ``step`` = optimizer steps taken so far in the run)."""
+    model.train()
+    batches = iter(shard.iter_torch_batches(
+        batch_size=cfg.local_batch_size, drop_last=True, device=ray.train.torch.get_device(),
+        local_shuffle_buffer_size=4 * cfg.local_batch_size,
+        local_shuffle_seed=derive_seed(cfg.train.seed, "local_shuffle", epoch, distributed.rank())))
+    sums: dict[str, torch.Tensor] = {}
+    n_steps, wait, t0 = 0, 0.0, time.perf_counter()
+    while True:
+        t_wait = time.perf_counter()
+        batch = next(batches, None)
+        wait += time.perf_counter() - t_wait
+        if batch is None:
+            break
+        set_lr(optimizer, schedule.lr(cfg, step), cfg.effective_lr())
+        views = [batch[f"view{i}"] for i in range(method.num_views)]
+        progress = Progress(step, epoch, schedule.steps_per_epoch, schedule.total_steps)
+        for k, v in train_step(model, optimizer, views, method, progress).items():
+            sums[k] = sums.get(k, 0.0) + v.float()
+        step += 1
+        n_steps += 1
+    elapsed = time.perf_counter() - t0
+    row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"]}
+    for k, v in sums.items():
+        row[k] = distributed.mean_over_ranks(v / max(1, n_steps)).item()
+    row["images_per_s"] = n_steps * cfg.train.batch_size / elapsed
+    row["epoch_time_s"] = elapsed
+    row["data_wait_frac"] = distributed.mean_over_ranks(torch.tensor(wait / elapsed)).item()
+    if not math.isfinite(row.get("loss", 0.0)):
+        raise FloatingPointError(f"loss is {row['loss']} at epoch {epoch + 1}; "
+                                 "lower optim.lr or check the data")
+    return row
+
+
+@torch.no_grad()
+def extract_features(method: Method, batches: Iterable[dict[str, torch.Tensor]]
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backbone features and labels of this worker's shard, gathered from every worker."""
+    feats, labels = [], []
+    for batch in batches:
+        feats.append(method.features(batch["image"]))
+        labels.append(batch["label"])
+    return (distributed.gather_nograd(torch.cat(feats)),
+            distributed.gather_nograd(torch.cat(labels)))
+
+
+def knn_monitor(method: Method, cfg: Config, num_classes: int, device) -> dict[str, float]:
+    """Weighted kNN accuracy of the validation split against the training bank."""
+    was_training = method.training
+    method.eval()
+    bs = cfg.augment.batch_size
+    bank, bank_y = extract_features(method, ray.train.get_dataset_shard("knn_bank")
+                                    .iter_torch_batches(batch_size=bs, device=device))
+    val, val_y = extract_features(method, ray.train.get_dataset_shard("knn_val")
+                                  .iter_torch_batches(batch_size=bs, device=device))
+    method.train(was_training)
+    return knn_accuracy(val, val_y, bank, bank_y, num_classes, cfg.eval.knn_k,
+                        cfg.eval.knn_temperature)
+
+
+def report(metrics: dict, save: bool, method: Method, optimizer, epoch: int, step: int,
+           history: list[dict], cfg: Config) -> None:
+    """Every rank reports (it is a barrier); rank 0 attaches the checkpoint."""
+    if save and distributed.rank() == 0:
+        with tempfile.TemporaryDirectory() as d:
+            save_state(d, method, optimizer, epoch, step, history, cfg)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+    else:
+        ray.train.report(metrics)
+
+
+def progress_line(row: dict, epochs: int) -> str:
+    parts = [f"[raycl] epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.4f}",
+             f"lr {row['lr']:.4g}", f"{row['images_per_s']:.0f} img/s",
+             f"data wait {100 * row['data_wait_frac']:.0f}%"]
+    names = {"pretext_top1": "pretext top-1", "pretext_cos": "pred/target cos"}
+    for key in sorted(k for k in row if k.startswith("pretext_") and not k.endswith("top5")):
+        parts.append(f"{names.get(key, key.replace('_', ' '))} {row[key]:.3f}")
+    if "knn_top1" in row:
+        parts.append(f"kNN top-1 {row['knn_top1']:.3f}")
+    return " | ".join(parts)

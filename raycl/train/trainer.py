@@ -1,0 +1,97 @@
+"""The driver side of a run: the Ray cluster it needs and the ``TorchTrainer`` that runs it.
+
+:func:`build_trainer` is the one place that turns a :class:`~raycl.config.Config` into Ray Train's
+objects (data pipelines, scaling, run config, callbacks); ``raycl.run`` calls it and so will the
+Tune trials of a sweep, with their own callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from raycl.config import Config
+from raycl.data.pipeline import Pipelines, build_pipelines
+from raycl.train.loop import train_loop
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Trainer:
+    """A built run: Ray Train's trainer, the pipelines feeding it and where it writes."""
+
+    trainer: TorchTrainer
+    pipelines: Pipelines
+    config: Config  # with its name and absolute storage path filled in
+    path: str  # storage_path/name: Ray Train's run directory, and raycl's result files
+
+    def header(self) -> str:
+        c, p = self.config, self.pipelines
+        return (f"[raycl] {c.method.name} on {c.train.workers} worker(s), preset "
+                f"{c.preset or 'custom'}: {p.num_train} training images, {c.train.epochs} epochs, "
+                f"global batch {c.train.batch_size}")
+
+
+def with_run_name(cfg: Config) -> Config:
+    """``cfg`` with a name (default ``method-preset-time``) and an absolute storage path."""
+    name = cfg.name or f"{cfg.method.name}-{cfg.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage = cfg.storage_path
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    return cfg.override({"name": name, "storage_path": storage})
+
+
+def build_trainer(cfg: Config, callbacks: Sequence = ()) -> Trainer:
+    """The ``TorchTrainer`` of the run ``cfg`` (named by :func:`with_run_name` if it is not).
+
+    Ray must be running (:func:`ensure_ray`). ``callbacks`` go to the trainer's ``RunConfig``
+    (e.g. Tune's ``TuneReportCallback``). A trainer whose name already holds a run continues it
+    from its last checkpoint: that is Ray Train's rule for a ``RunConfig`` (name, storage path)."""
+    cfg = with_run_name(cfg.validate())
+    pipes = build_pipelines(cfg)
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"config": cfg.to_dict(), "clock": pipes.clock,
+                           "num_train": pipes.num_train, "num_classes": pipes.num_classes,
+                           "datasets": sorted(pipes.datasets)},
+        scaling_config=ScalingConfig(num_workers=cfg.train.workers, use_gpu=cfg.train.use_gpu,
+                                     resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
+        run_config=RunConfig(name=cfg.name, storage_path=cfg.storage_path,
+                             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.num_to_keep),
+                             failure_config=FailureConfig(max_failures=0),
+                             callbacks=list(callbacks)),
+        datasets=pipes.datasets,
+    )
+    return Trainer(trainer, pipes, cfg, os.path.join(cfg.storage_path, cfg.name))
+
+
+def cpus_needed(cfg: Config) -> float:
+    """Logical CPUs a run reserves, plus one whole CPU for Ray Data's read and decode tasks (on a
+    2-core machine fractional reservations otherwise deadlock)."""
+    return (cfg.train.workers * cfg.train.cpus_per_worker
+            + cfg.augment.actors * cfg.augment.cpus_per_actor + 1)
+
+
+def ensure_ray(cfg: Config) -> None:
+    """Join the cluster named by ``RAY_ADDRESS`` or start a local Ray big enough for this run."""
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return
+    need = cpus_needed(cfg)
+    num_cpus = max(os.cpu_count() or 1, math.ceil(need))
+    if num_cpus > (os.cpu_count() or 1):
+        log.info("starting local Ray with %d logical CPUs on %d cores (the run reserves %.1f)",
+                 num_cpus, os.cpu_count(), need)
+    ray.init(num_cpus=num_cpus)
