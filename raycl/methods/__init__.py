@@ -25,6 +25,7 @@ REGISTRY: dict[str, str] = {
     "mocov2": "moco:MoCoV2",
     "byol": "byol:BYOL",
     "swav": "swav:SwAV",
+    "barlow_twins": "barlow_twins:BarlowTwins",
 }
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 
