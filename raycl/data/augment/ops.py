@@ -57,6 +57,16 @@ class Op:
         return self.apply(x, self.sample(x, generator))
 
 
+class CoinOp(Op):
+    """An op applied to each sample with probability ``p``: its parameter is that coin's mask."""
+
+    def __init__(self, p: float):
+        self.p = _check_prob("p", p)
+
+    def sample(self, x: Tensor, generator) -> dict[str, Tensor]:
+        return {"mask": coin(generator, x.shape[0], self.p, x.device)}
+
+
 class Crop(Op):
     """Random resized crop (torchvision sampling) to ``size`` + horizontal flip
     with probability ``flip``; crop, resize and flip are one batched op."""
@@ -91,14 +101,11 @@ class Crop(Op):
         return f"Crop(size={self.size}, scale={self.scale}, ratio={self.ratio}, flip={self.flip})"
 
 
-class Flip(Op):
+class Flip(CoinOp):
     """Horizontal flip with probability ``p`` per sample."""
 
     def __init__(self, p: float = 0.5):
-        self.p = _check_prob("p", p)
-
-    def sample(self, x: Tensor, generator) -> dict[str, Tensor]:
-        return {"mask": coin(generator, x.shape[0], self.p, x.device)}
+        super().__init__(p)
 
     def apply(self, x: Tensor, params) -> Tensor:
         return hflip(x, params["mask"])
@@ -184,14 +191,11 @@ class Color(Op):
         )
 
 
-class Grayscale(Op):
+class Grayscale(CoinOp):
     """Random grayscale (ITU-R 601-2 luma, 3 channels) with probability ``p``."""
 
     def __init__(self, p: float = 0.2):
-        self.p = _check_prob("p", p)
-
-    def sample(self, x: Tensor, generator) -> dict[str, Tensor]:
-        return {"mask": coin(generator, x.shape[0], self.p, x.device)}
+        super().__init__(p)
 
     def apply(self, x: Tensor, params) -> Tensor:
         return grayscale(x, params["mask"])
@@ -236,15 +240,12 @@ class Blur(Op):
         return f"Blur(p={self.p}, sigma={self.sigma}, kernel_size={self.kernel_size})"
 
 
-class Solarize(Op):
+class Solarize(CoinOp):
     """Solarize (threshold 0.5) with probability ``p`` (BYOL: 0 / 0.2)."""
 
     def __init__(self, p: float = 0.2, threshold: float = 0.5):
-        self.p = _check_prob("p", p)
+        super().__init__(p)
         self.threshold = float(threshold)
-
-    def sample(self, x: Tensor, generator) -> dict[str, Tensor]:
-        return {"mask": coin(generator, x.shape[0], self.p, x.device)}
 
     def apply(self, x: Tensor, params) -> Tensor:
         return solarize(x, params["mask"], self.threshold)
