@@ -1,16 +1,19 @@
-"""raycl: self-supervised contrastive learning (SimCLR, MoCo, BYOL, SwAV) on Ray.
+"""raycl: self-supervised contrastive learning (SimCLR, MoCo, BYOL, SwAV, Barlow Twins) on Ray.
 
 >>> import raycl
 >>> result = raycl.run(method="simclr", workers=2, preset="tiny")   # doctest: +SKIP
 >>> result.history[["epoch", "loss", "knn_top1"]]                      # doctest: +SKIP
+>>> sweep = raycl.sweep("augmentation", preset="tiny")               # doctest: +SKIP
+>>> raycl.load_sweep(sweep.path).trials                               # doctest: +SKIP
 
-``run``, ``make_config`` and ``RunResult`` are imported on first use, so ``import raycl`` and the
-configuration stay light (no Ray, no torch import).
+``run``, ``sweep``, ``load_sweep``, ``evaluate``, ``make_config`` and ``RunResult`` are imported on
+first use, so ``import raycl`` and the configuration stay light (no Ray, no torch import).
 """
 
 from raycl.config import Config, ConfigError, preset
 
-__all__ = ["Config", "ConfigError", "RunResult", "evaluate", "make_config", "preset", "run"]
+__all__ = ["Config", "ConfigError", "RunResult", "evaluate", "load_sweep", "make_config", "preset", "run",
+           "sweep"]
 __version__ = "0.1.0"
 
 _LAZY = {"run", "make_config", "RunResult"}
@@ -21,6 +24,10 @@ def __getattr__(name: str):
         from raycl.protocols import evaluate
 
         return evaluate
+    if name in ("sweep", "load_sweep"):
+        import raycl.sweeps
+
+        return getattr(raycl.sweeps, name)
     if name in _LAZY:
         from raycl import api
 

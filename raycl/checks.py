@@ -112,3 +112,14 @@ def parse_value(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+
+
+def parse_sets(pairs) -> dict[str, Any]:
+    """``["optim.lr=0.3", ...]`` (the CLI's ``--set``) as ``{"optim.lr": 0.3, ...}``."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError("--set", pair, "KEY=VALUE, e.g. optim.lr=0.3")
+        out[key.strip()] = parse_value(value)
+    return out

@@ -5,18 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from raycl.checks import parse_sets
 from raycl.config import METHODS, PRESETS, ConfigError, all_keys, parse_value, preset
 from raycl.methods import method_spec
-
-
-def parse_sets(pairs: list[str]) -> dict[str, object]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError("--set", pair, "KEY=VALUE, e.g. optim.lr=0.3")
-        out[key.strip()] = parse_value(value)
-    return out
+from raycl.sweeps.command import add_sweep_options, run_grids
+from raycl.sweeps.grids import GRIDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--method", default="simclr", choices=METHODS)
     keys.add_argument("--preset", default=None, choices=PRESETS,
                       help="show the preset's values (default: the fields' own defaults)")
+
+    sweep = sub.add_parser("sweep", help="run a paper's ablation grid as a Ray Tune sweep")
+    sweep.add_argument("grid", help="one of: " + ", ".join(GRIDS))
+    add_sweep_options(sweep)
 
     views = sub.add_parser("views", help="write a PNG grid of a recipe's augmented views")
     views.add_argument("--recipe", default="simclr", help="simclr, moco_v1, moco_v2, byol, swav, pair:a,b")
@@ -95,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             return _keys(args.method, args.preset)
         if args.command == "views":
             return _views(args)
+        if args.command == "sweep":
+            return run_grids([args.grid], args)
         overrides = parse_sets(args.sets)
         if args.command == "config":
             cfg = preset(args.preset, args.method).override(overrides).validate()

@@ -22,7 +22,7 @@ class ContrastiveOutput(NamedTuple):
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float,
-            memory: torch.Tensor | None = None) -> ContrastiveOutput:
+            memory: torch.Tensor | None = None, normalize: bool = True) -> ContrastiveOutput:
     """NT-Xent (SimCLR, Chen et al. 2020, eq. 1) over the global batch of 2N views.
 
     ``z1[i]`` and ``z2[i]`` are the projections of two views of local image i. With cosine similarity
@@ -36,6 +36,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float,
 
     ``memory`` ([M, D], no gradient, e.g. SimCLRv2's queue of past projections) adds M negatives to
     every anchor's denominator; its columns follow the 2N batch columns in ``logits``.
+    ``normalize=False`` uses the dot product ``uᵀv`` instead of the cosine (SimCLR Table 5's rows
+    without ℓ2 normalisation, with τ = 10 or 100).
     """
     if z1.shape != z2.shape or z1.dim() != 2:
         raise ValueError(f"z1 and z2 must be [batch, dim] of the same shape, got {tuple(z1.shape)} "
@@ -43,7 +45,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float,
     if not temperature > 0:
         raise ValueError(f"temperature = {temperature!r} must be > 0")
     b = z1.shape[0]
-    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    if normalize:
+        z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     g1, g2 = distributed.gather(z1), distributed.gather(z2)
     n = g1.shape[0]  # global batch
     offset = distributed.rank() * b

@@ -8,14 +8,15 @@ import torch
 from raycl.losses import byol_loss, info_nce, nt_xent, sinkhorn, swav_loss, topk_accuracy
 
 
-def reference_nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> float:
-    """SimCLR eq. (1): ℓ(i,j) = −log exp(sim(z_i,z_j)/τ) / Σ_{k≠i} exp(sim(z_i,z_k)/τ), mean over 2N."""
+def reference_nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float, cosine: bool = True) -> float:
+    """SimCLR eq. (1): ℓ(i,j) = −log exp(sim(z_i,z_j)/τ) / Σ_{k≠i} exp(sim(z_i,z_k)/τ), mean over 2N;
+    sim is the cosine, or the plain dot product (Table 5's rows without ℓ2 normalisation)."""
     z = torch.cat([z1, z2]).double()
     n2 = z.shape[0]
     n = n2 // 2
 
     def sim(u, v):
-        return float(u @ v / (u.norm() * v.norm()))
+        return float(u @ v / (u.norm() * v.norm())) if cosine else float(u @ v)
 
     total = 0.0
     for i in range(n2):
@@ -31,6 +32,16 @@ def test_nt_xent_matches_double_loop(tau):
     z1, z2 = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
     got = nt_xent(z1.double(), z2.double(), tau).loss.item()
     assert got == pytest.approx(reference_nt_xent(z1, z2, tau), rel=1e-10)
+
+
+@pytest.mark.parametrize("tau", [1.0, 10.0])
+def test_nt_xent_without_l2_normalisation_uses_dot_products(tau):
+    g = torch.Generator().manual_seed(3)
+    z1, z2 = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
+    got = nt_xent(z1.double(), z2.double(), tau, normalize=False).loss.item()
+    assert got == pytest.approx(reference_nt_xent(z1, z2, tau, cosine=False), rel=1e-10)
+    if tau == 1.0:  # at τ = 10 both losses sit near log(2N − 1)
+        assert got != pytest.approx(nt_xent(z1.double(), z2.double(), tau).loss.item(), rel=1e-3)
 
 
 def test_nt_xent_is_scale_invariant_and_low_for_identical_views():

@@ -12,12 +12,14 @@ import torch
 
 from raycl.losses import nt_xent, topk_accuracy
 from raycl.methods.base import Method
-from raycl.methods.spec import MethodSpec, Traits, temperature
+from raycl.methods.spec import MethodSpec, Option, Traits, temperature
 
 SPEC = MethodSpec(
     name="simclr",
     paper="Chen, Kornblith, Norouzi, Hinton 2020",
-    options=(temperature(0.5, "NT-Xent"),),
+    options=(temperature(0.5, "NT-Xent"),
+             Option("normalize", True, "ℓ2-normalise z (cosine similarity); false: dot products, "
+                    "as in Table 5's τ = 10 and 100 rows")),
     # τ: 0.5 in the CIFAR recipe (B.9), 0.1 on ImageNet; 0.2 learns fastest in a few CPU epochs
     defaults={"tiny": {"method.temperature": 0.2}, "cifar10": {"method.temperature": 0.5},
               "imagenet": {"method.temperature": 0.1}},
@@ -37,12 +39,12 @@ class SimCLR(Method):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.temperature = cfg.method.temperature
+        self.temperature, self.normalize_z = cfg.method.temperature, cfg.method.normalize
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         self.check_views(views)
         z1, z2 = self.head(self.features(torch.cat(views))).chunk(2)
-        out = nt_xent(z1, z2, self.temperature)
+        out = nt_xent(z1, z2, self.temperature, normalize=self.normalize_z)
         acc = topk_accuracy(out.logits.detach(), out.targets)
         return {"loss": out.loss,
                 "pretext_top1": torch.tensor(acc[1]), "pretext_top5": torch.tensor(acc[5])}

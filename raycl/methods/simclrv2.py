@@ -49,7 +49,7 @@ class SimCLRv2(SimCLR):
         self.check_views(views)
         z1, z2 = self.head(self.features(torch.cat(views))).chunk(2)
         memory = self.memory.keys.clone() if self.memory is not None else None
-        out = nt_xent(z1, z2, self.temperature, memory=memory)
+        out = nt_xent(z1, z2, self.temperature, memory=memory, normalize=self.normalize_z)
         if self.memory is not None:
             with torch.no_grad():
                 keys = self.memory_head(self.memory_backbone(self.normalize(views[0])))

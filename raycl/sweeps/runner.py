@@ -1,0 +1,199 @@
+"""``raycl.sweep``: a grid as a Ray Tune experiment whose trials are raycl runs.
+
+Each trial is a Tune function trainable that builds its run's ``TorchTrainer`` with
+:func:`raycl.train.build_trainer` and Tune's ``TuneReportCallback``, so every epoch's metrics (kNN on
+validation, loss, pretext accuracy) are a Tune result with ``epoch`` as the time attribute. A trial
+holds no CPU itself (Ray Train V2 starts its workers in their own placement group): concurrency is
+capped instead, from the run's reservations and the cluster's CPUs, leaving Ray Data a CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from raycl.config import Config, from_overrides
+from raycl.sweeps.grids import Grid, get_grid
+from raycl.sweeps.plan import PlannedRun, plan
+from raycl.sweeps.tables import (SweepResult, history_rows, load_sweep, metrics_of, trial_row, write_meta,
+                                write_tables)
+from raycl.train import build_trainer, ensure_ray
+
+log = logging.getLogger(__name__)
+RUNS_DIR = "runs"  # storage_path/name/runs/<trial id>/: each trial's Ray Train run
+
+
+def trial_cpus(cfg: Config) -> float:
+    """CPUs one trial's run reserves: its workers and its augmentation (actors, or one task)."""
+    a = cfg.augment
+    augment = (a.actors if a.compute == "actors" else 1) * a.cpus_per_actor
+    return cfg.train.workers * cfg.train.cpus_per_worker + augment
+
+
+def max_concurrent(cfg: Config, cluster_cpus: float) -> int:
+    """How many trials fit side by side: all trials' reservations plus one CPU for Ray Data's other
+    tasks (reads, the kNN sets' decoding) within the cluster's CPUs; at least one."""
+    return max(1, int(math.floor((cluster_cpus - 1) / trial_cpus(cfg) + 1e-9)))
+
+
+def run_trial(config: dict, runs: Mapping[str, Mapping[str, Any]], runs_dir: str) -> None:
+    """Tune trainable: the run ``config["run"]`` under the trial's id, reporting every epoch."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trial_id = tune.get_context().get_trial_id()
+    cfg = from_overrides({**runs[config["run"]], "name": trial_id, "storage_path": runs_dir})
+    # Ray Data's budget is set here, in the trial, because the trainer copies the DataContext
+    data = ray.data.DataContext.get_current()
+    data.execution_options.resource_limits = data.execution_options.resource_limits.copy(
+        cpu=max(1.0, trial_cpus(cfg) - cfg.train.workers * cfg.train.cpus_per_worker))
+    build_trainer(cfg, callbacks=[TuneReportCallback()]).trainer.fit()
+
+
+class _Tables(tune.Callback):
+    """Rewrites trials.parquet and history.parquet as results arrive."""
+
+    def __init__(self, path: str, runs: Sequence[PlannedRun]):
+        self.path, self.runs = path, {r.key: r for r in runs}
+        self.results: dict[str, list[dict]] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.results.setdefault(trial.trial_id, []).append(metrics_of(result))
+        self._write(trials)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._write(trials)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._write(trials)
+
+    def _write(self, trials) -> None:
+        rows, history = [], []
+        for t in trials:
+            run = self.runs[t.config["run"]]
+            h = history_rows(run, t.trial_id, self.results.get(t.trial_id, []))
+            error = _error_text(t.get_error()) if t.status == "ERROR" else None
+            rows.append(trial_row(run, t.trial_id, t.status, h, error,
+                                  (t.last_result or {}).get("time_total_s")))
+            history += h
+        rows += [trial_row(r, None, "SKIPPED", []) for r in self.runs.values() if r.skip]
+        write_tables(self.path, rows, history)
+
+
+def _error_text(error: BaseException | None) -> str | None:
+    """The error's last line (``FileNotFoundError: ...``), not Ray's wrapping traceback."""
+    if error is None:
+        return None
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1][-1000:] if lines else type(error).__name__
+
+
+def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1, *,
+          storage_path: str = "raycl_sweeps", name: str | None = None, resume: bool = False,
+          scheduler: str | None = None, overrides: Mapping[str, Any] | None = None,
+          concurrency: int | None = None) -> SweepResult:
+    """Run ``grid`` (a name from :data:`raycl.sweeps.GRIDS` or a :class:`Grid`) at ``preset`` for
+    ``seeds`` (a count or a list) and return its tables (:func:`load_sweep`).
+
+    Results go to ``storage_path/name/`` (default name ``<grid>-<preset>``): ``trials.parquet``,
+    ``history.parquet``, ``sweep.json``, Tune's experiment state and each trial's run under
+    ``runs/``. A name is used once unless ``resume=True``, which continues the sweep: finished
+    trials are kept, unfinished and errored ones continue from their last checkpoint.
+    ``scheduler="asha"`` stops weak trials early on the kNN monitor. ``overrides`` apply to every
+    cell; ``concurrency`` caps the trials run at once (default: what the cluster's CPUs carry).
+    """
+    grid = get_grid(grid) if isinstance(grid, str) else grid
+    runs = plan(grid, preset, seeds, overrides)
+    todo = [r for r in runs if r.skip is None]
+    if not todo:
+        raise ValueError(f"grid {grid.name!r} has no cell that preset {preset!r} can run")
+    name = name or f"{grid.name}-{preset}"
+    path = str(Path(storage_path).expanduser().resolve() / name)
+    first = from_overrides(todo[0].overrides)
+    if os.path.isdir(path) and any(os.scandir(path)) and not resume:
+        raise FileExistsError(f"sweep {name!r} already exists in {os.path.dirname(path)}: pass "
+                              "resume=True (CLI: --resume) to continue it, or choose another name")
+    os.makedirs(path, exist_ok=True)
+    ensure_ray(first)
+    limit = concurrency or max_concurrent(first, ray.cluster_resources().get("CPU", 1))
+    write_meta(path, _meta(grid, preset, runs, overrides, limit))
+    print(f"[raycl] sweep {grid.name} ({grid.source}) at preset {preset}: {len(todo)} trials "
+          f"({len(runs) - len(todo)} skipped), up to {limit} at a time", flush=True)
+
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, runs={r.key: dict(r.overrides) for r in todo},
+                             runs_dir=os.path.join(path, RUNS_DIR)),
+        {"cpu": 0, "memory": 1})  # the trial holds nothing: its workers have their own group
+    tables = _Tables(path, runs)
+    if resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"run": tune.grid_search([r.key for r in todo])},
+            tune_config=tune.TuneConfig(max_concurrent_trials=limit, scheduler=_scheduler(scheduler),
+                                        metric="knn_top1", mode="max"),
+            run_config=tune.RunConfig(name=name, storage_path=os.path.dirname(path), callbacks=[tables],
+                                      failure_config=tune.FailureConfig(max_failures=0), verbose=1))
+    start = time.perf_counter()
+    results = tuner.fit()
+    _final_tables(path, runs, results)
+    out = load_sweep(path)
+    print(f"[raycl] sweep {name}: {len(out.trials)} trials in {time.perf_counter() - start:.0f} s; "
+          f"results in {path}", flush=True)
+    return out
+
+
+def _scheduler(name: str | None):
+    if name is None:
+        return None
+    if name == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        # epoch, not training_iteration, which restarts at 1 after a restore
+        return ASHAScheduler(time_attr="epoch", grace_period=1)
+    raise ValueError(f"scheduler = {name!r} is not allowed: None or 'asha'")
+
+
+def _final_tables(path: str, runs: list[PlannedRun], results) -> None:
+    """The tables again, from Tune's ResultGrid (authoritative: the callback may have missed a
+    result when the driver was restored)."""
+    by_key = {r.key: r for r in runs}
+    rows, history = [], []
+    for result in results:
+        run = by_key[result.config["run"]]
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        df = result.metrics_dataframe
+        records = df.to_dict("records") if df is not None else []
+        h = history_rows(run, trial_id, records)
+        status = "ERROR" if result.error else "TERMINATED"
+        rows.append(trial_row(run, trial_id, status, h, _error_text(result.error),
+                              (result.metrics or {}).get("time_total_s"),
+                              (result.metrics or {}).get("checkpoint_path")))
+        history += h
+    rows += [trial_row(r, None, "SKIPPED", []) for r in runs if r.skip]
+    write_tables(path, rows, history)
+
+
+def _meta(grid: Grid, preset: str, runs: list[PlannedRun], overrides, limit: int) -> dict[str, Any]:
+    import torch
+
+    import raycl
+
+    return {"grid": grid.name, "source": grid.source, "question": grid.question,
+            "method": grid.method, "preset": preset, "seeds": sorted({r.seed for r in runs}),
+            "overrides": dict(overrides or {}), "grid_preset": dict(grid.presets.get(preset, {})),
+            "reference_note": grid.reference_note, "finding": grid.finding,
+            "max_concurrent_trials": limit,
+            "cells": [{"key": r.key, "values": dict(r.spec.values), "labels": dict(r.spec.labels),
+                       "reference": dict(r.spec.reference), "skip": r.skip} for r in runs],
+            "versions": {"raycl": raycl.__version__, "ray": ray.__version__, "torch": torch.__version__,
+                         "python": sys.version.split()[0]}}

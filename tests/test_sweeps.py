@@ -1,0 +1,98 @@
+"""Sweeps: grids plan into runs, every experiment script dry-runs, and a small grid runs through Tune
+into tidy tables, keeping the row of a trial that fails."""
+
+import json
+import os
+import runpy
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import raycl
+from raycl.checks import ConfigError
+from raycl.sweeps import GRIDS, Cell, Grid, load_sweep, plan
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+SCRIPTS = {"augmentation_grid": {"augmentation": 49}, "color_strength": {"color_strength": 5},
+           "temperature": {"temperature": 6}, "projection_head": {"projection_head": 9},
+           "batch_size": {"batch_size": 12},
+           "moco_ablation": {"moco_momentum": 5, "mocov2_ablation": 5, "mocov2_temperature": 12},
+           "byol_ablation": {"byol_batch": 10, "byol_tau": 5},
+           "swav_multicrop": {"swav_multicrop": 3, "swav_prototypes": 4}}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_every_experiment_dry_runs_its_cells(script, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", "--dry-run"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(EXPERIMENTS / f"{script}.py"), run_name="__main__")
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    headers = [line for line in out.splitlines() if line.startswith("# ")]
+    assert [h.split(":")[0][2:] for h in headers] == list(SCRIPTS[script])
+    cells = [line for line in out.splitlines() if line.startswith("c")]
+    assert len(cells) == sum(SCRIPTS[script].values())
+    if script == "augmentation_grid":
+        assert "c002-s0  first=crop, second=color" in out and "c048-s0  first=rotate, second=rotate" in out
+
+
+def test_every_experiment_script_is_tested():
+    assert {p.stem for p in EXPERIMENTS.glob("*.py")} >= set(SCRIPTS)
+    assert {g for grids in SCRIPTS.values() for g in grids} == set(GRIDS)
+
+
+def test_plan_crosses_cells_and_seeds_and_names_what_a_preset_cannot_run():
+    runs = plan(GRIDS["batch_size"], "tiny", seeds=2, overrides={"data.num_images": 200})
+    assert len(runs) == 24 and {r.seed for r in runs} == {0, 1}
+    assert all(r.overrides["train.seed"] == r.seed and r.overrides["preset"] == "tiny" for r in runs)
+    skipped = [r for r in runs if r.skip]
+    assert {r.spec.values["train.batch_size"] for r in skipped} == {256}
+    assert "180 training images" in skipped[0].skip
+    with pytest.raises(ConfigError, match="method.temperature"):
+        plan(GRIDS["temperature"], "tiny", overrides={"method.temperature": 0.3})
+
+
+def test_a_cell_a_method_cannot_take_is_skipped_with_the_reason():
+    grid = Grid("g", "test", "q", "simclr", lambda p: [Cell({"method.prototypes": 10})])
+    (run,) = plan(grid, "tiny")
+    assert "belongs to swav" in run.skip
+
+
+@pytest.mark.ray
+def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path):
+    fast = {"train.epochs": 1, "data.num_images": 600, "train.workers": 1, "train.cpus_per_worker": 0.5,
+            "augment.cpus_per_actor": 0.5}
+    cells = [Cell({"method.temperature": t, "augment.color_strength": s}) for t in (0.2, 0.5)
+             for s in (0.5, 1.0)]
+    cells.append(Cell({"data.source": "parquet", "data.path": str(tmp_path / "missing.parquet")},
+                      {"broken": True}))  # fails inside its trial, after planning
+    grid = Grid("two_by_two", "test", "q", "simclr", lambda p: cells, presets={"tiny": fast})
+
+    out = raycl.sweep(grid, "tiny", seeds=1, storage_path=str(tmp_path), name="s")
+
+    t = out.trials.set_index("key")
+    assert len(t) == 5 and t.index.is_unique
+    assert {"method.temperature", "augment.color_strength", "status", "error", "knn_top1",
+            "best_knn_top1", "wall_time_s", "checkpoint", "seed"} <= set(t.columns)
+    ok = t[t["status"] == "TERMINATED"]
+    assert len(ok) == 4 and ok["epochs"].eq(1).all() and ok["knn_top1"].between(0, 1).all()
+    assert sorted(zip(ok["method.temperature"], ok["augment.color_strength"])) == [
+        (0.2, 0.5), (0.2, 1.0), (0.5, 0.5), (0.5, 1.0)]
+    failed = t.loc["c004-s0"]
+    assert failed["status"] == "ERROR" and "missing.parquet" in failed["error"]
+
+    h = out.history
+    assert sorted(h.groupby("key")["epoch"].apply(list).items()) == [
+        (k, [0, 1]) for k in sorted(ok.index)]  # one row per trial and epoch (0: before training)
+    assert not h.duplicated(["trial_id", "epoch"]).any()
+
+    meta = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert meta["grid"] == "two_by_two" and len(meta["cells"]) == 5 and meta["versions"]["ray"]
+    again = load_sweep(str(tmp_path / "s"))
+    pd.testing.assert_frame_equal(again.trials, out.trials)
+    for key in ok.index:  # each trial's run lies under runs/
+        assert os.path.isdir(os.path.join(tmp_path, "s", "runs", t.loc[key, "trial_id"]))
+    with pytest.raises(FileExistsError, match="resume=True"):
+        raycl.sweep(grid, "tiny", storage_path=str(tmp_path), name="s")
