@@ -4,7 +4,10 @@ into tidy tables, keeping the row of a trial that fails."""
 import json
 import os
 import runpy
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -96,3 +99,43 @@ def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path):
         assert os.path.isdir(os.path.join(tmp_path, "s", "runs", t.loc[key, "trial_id"]))
     with pytest.raises(FileExistsError, match="resume=True"):
         raycl.sweep(grid, "tiny", storage_path=str(tmp_path), name="s")
+
+
+def _sweep_cli(tmp_path, *extra):
+    return [sys.executable, "-m", "raycl", "sweep", "swav_multicrop", "--storage-path", str(tmp_path),
+            "--name", "killed", "--set", "data.num_images=600", "--set", "train.epochs=2",
+            "--set", "train.workers=1", "--set", "train.cpus_per_worker=0.5",
+            "--set", "augment.cpus_per_actor=0.5", "--concurrency", "1", *extra]
+
+
+@pytest.mark.ray
+def test_a_sweep_whose_driver_is_killed_resumes_with_every_trial_once(ray_local, tmp_path):
+    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
+    trials = tmp_path / "killed" / "trials.parquet"
+    driver = subprocess.Popen(_sweep_cli(tmp_path), env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    while time.time() < deadline:  # kill it once the first trial has finished
+        if trials.is_file() and (pd.read_parquet(trials)["status"] == "TERMINATED").any():
+            break
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+        time.sleep(1)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = pd.read_parquet(trials).set_index("key")
+    first = before[before["status"] == "TERMINATED"]
+    assert len(first) >= 1 and len(first) < 3
+
+    resumed = subprocess.run(_sweep_cli(tmp_path, "--resume"), env=env, capture_output=True, text=True,
+                             timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    out = load_sweep(str(tmp_path / "killed"))
+    t = out.trials.set_index("key")
+    assert sorted(t.index) == ["c000-s0", "c001-s0", "c002-s0"] and (t["status"] == "TERMINATED").all()
+    assert t["epochs"].eq(2).all()
+    for key in first.index:  # finished trials were not run again
+        assert t.loc[key, "trial_id"] == first.loc[key, "trial_id"]
+        assert t.loc[key, "checkpoint"] == first.loc[key, "checkpoint"]
+    h = out.history
+    assert not h.duplicated(["key", "epoch"]).any()
+    assert h.groupby("key")["epoch"].apply(sorted).map(lambda e: e == [0, 1, 2]).all()

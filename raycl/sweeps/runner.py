@@ -81,8 +81,9 @@ class _Tables(tune.Callback):
             run = self.runs[t.config["run"]]
             h = history_rows(run, t.trial_id, self.results.get(t.trial_id, []))
             error = _error_text(t.get_error()) if t.status == "ERROR" else None
-            rows.append(trial_row(run, t.trial_id, t.status, h, error,
-                                  (t.last_result or {}).get("time_total_s")))
+            last = t.last_result or {}
+            rows.append(trial_row(run, t.trial_id, t.status, h, error, last.get("time_total_s"),
+                                  last.get("checkpoint_path")))
             history += h
         rows += [trial_row(r, None, "SKIPPED", []) for r in self.runs.values() if r.skip]
         write_tables(self.path, rows, history)
