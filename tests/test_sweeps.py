@@ -4,9 +4,13 @@ into tidy tables, keeping the row of a trial that fails."""
 import json
 import os
 import runpy
+import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -139,3 +143,69 @@ def test_a_sweep_whose_driver_is_killed_resumes_with_every_trial_once(ray_local,
     h = out.history
     assert not h.duplicated(["key", "epoch"]).any()
     assert h.groupby("key")["epoch"].apply(sorted).map(lambda e: e == [0, 1, 2]).all()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A local head started for this test (foreground, stopped by its PID; never `ray stop`, which
+    would stop every Ray cluster on the machine)."""
+    port, dashboard = _free_port(), _free_port()
+    temp = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's socket paths have a length limit
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--num-cpus=3", f"--port={port}",
+                             f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
+                             f"--temp-dir={temp}", "--disable-usage-stats"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield f"http://127.0.0.1:{dashboard}"
+    finally:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            head.kill()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+JOB = """
+import raycl
+from raycl.sweeps import Cell, Grid
+grid = Grid("job", "test", "q", "simclr", lambda p: [Cell({"method.temperature": 0.2})],
+            presets={"tiny": {"train.epochs": 1, "data.num_images": 600, "train.workers": 1,
+                              "train.cpus_per_worker": 0.5, "augment.cpus_per_actor": 0.5}})
+raycl.sweep(grid, "tiny", storage_path=STORAGE, name="submitted")
+"""
+
+
+@pytest.mark.ray
+def test_a_sweep_submitted_as_a_ray_job_writes_its_tables(ray_head, tmp_path, monkeypatch):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    deadline = time.time() + 120
+    while True:  # the dashboard takes a few seconds to answer
+        try:
+            client = JobSubmissionClient(ray_head)
+            break
+        except Exception:
+            assert time.time() < deadline, "the test's Ray head did not come up"
+            time.sleep(1)
+    code = JOB.replace("STORAGE", repr(str(tmp_path)))
+    job = client.submit_job(entrypoint=f"{sys.executable} -c {shlex.quote(code)}",
+                            runtime_env={"working_dir": str(EXPERIMENTS.parent),
+                                         "env_vars": {"RAY_AUTH_MODE": "disabled"}})
+    while client.get_job_status(job) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.time() < deadline + 600, "the job did not finish"
+        time.sleep(2)
+    assert client.get_job_status(job) == JobStatus.SUCCEEDED, client.get_job_logs(job)[-3000:]
+    out = load_sweep(str(tmp_path / "submitted"))
+    assert list(out.trials["status"]) == ["TERMINATED"] and out.trials.loc[0, "epochs"] == 1
+    assert "results in" in client.get_job_logs(job)
