@@ -14,6 +14,7 @@ import ray.train
 from raycl import results
 from raycl.config import Config, from_overrides
 from raycl.train import STATE_FILE, build_trainer, ensure_ray, with_run_name
+from raycl.train.progress import ProgressPrinter
 
 
 @dataclass
@@ -44,7 +45,7 @@ def make_config(method: str = "simclr", workers: int | None = None, preset: str 
 
 def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny",
         config: Config | None = None, evaluate: Sequence[str] | None = None,
-        resume: bool = False, **overrides: Any) -> RunResult:
+        resume: bool = False, verbose: bool = False, **overrides: Any) -> RunResult:
     """Pre-train ``method`` on Ray and return its metrics, history and checkpoint.
 
     ``raycl.run(method="simclr", workers=2, preset="tiny", epochs=3, **{"optim.lr": 0.3})``.
@@ -53,6 +54,8 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
     the final checkpoint; their rows are in ``result.evaluation`` and ``evaluation.parquet``.
     A run name is used once: if ``storage_path/name`` already holds a run, ``resume=True`` continues
     it from its last checkpoint (e.g. with more ``epochs``); otherwise :class:`FileExistsError`.
+    The console shows one line per epoch; ``verbose=True`` also shows Ray's own worker output
+    (when raycl starts or joins Ray; it is in Ray's log files either way).
     """
     cfg = (config.override(overrides) if config is not None
            else make_config(method, workers, preset, **overrides)).validate()
@@ -63,12 +66,14 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
     cfg = with_run_name(cfg)
     run_dir = os.path.join(cfg.storage_path, cfg.name)
     _check_run_dir(run_dir, resume)
-    ensure_ray(cfg)
-    built = build_trainer(cfg)
+    ensure_ray(cfg, verbose)
+    progress = ProgressPrinter(cfg.train.epochs)
+    built = build_trainer(cfg, callbacks=[progress.callback])
     print(built.header(), flush=True)
     error = None
     try:
-        fit = built.trainer.fit()
+        with progress:
+            fit = built.trainer.fit()
         checkpoint = fit.checkpoint
     except ray.train.TrainingFailedError as exc:  # keep what the run saved before failing
         error, checkpoint = exc, None

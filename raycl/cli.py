@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a config field (repeatable), e.g. --set optim.lr=0.3")
     run.add_argument("--resume", action="store_true",
                      help="continue the run named by --set name=... from its last checkpoint")
+    run.add_argument("--verbose", action="store_true", help="also show Ray's own worker output")
 
     show = sub.add_parser("config", help="print a preset's configuration, with overrides applied")
     show.add_argument("--method", default="simclr", choices=METHODS)
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         from raycl.api import run as run_method
 
         result = run_method(method=args.method, workers=args.workers, preset=args.preset,
-                            resume=args.resume, **overrides)
+                            resume=args.resume, verbose=args.verbose, **overrides)
     except (ConfigError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -32,3 +32,14 @@ def test_checkpoint_round_trip(tmp_path):
     model.train(), restored.train()
     a, b = train_step(model, opt, views), train_step(restored, opt2, views)
     torch.testing.assert_close(a["loss"], b["loss"])
+
+
+def test_progress_line_shows_what_a_person_reads():
+    from raycl.train.progress import progress_line
+
+    row = {"epoch": 3, "loss": 3.09204, "lr": 2.9e-4, "images_per_s": 543.2, "data_wait_frac": 0.064,
+           "pretext_top1": 0.2896, "pretext_top5": 0.58, "knn_top1": 0.505}
+    assert progress_line(row, 4) == ("[raycl] epoch 3/4 | loss 3.0920 | lr 0.00029 | 543 img/s | "
+                                     "data wait 6% | pretext top-1 0.290 | kNN top-1 0.505")
+    assert progress_line({"epoch": 0, "knn_top1": 0.29, "knn_top5": 0.8}, 4) == \
+        "[raycl] epoch 0/4 (before training) | kNN top-1 0.290"

@@ -12,9 +12,12 @@ from raycl.methods import METHODS
 pytestmark = pytest.mark.ray
 
 
-def test_simclr_tiny_end_to_end(ray_local, tmp_path):
+def test_simclr_tiny_end_to_end(ray_local, tmp_path, capsys):
     result = raycl.run(method="simclr", workers=2, preset="tiny", epochs=2,
                        storage_path=str(tmp_path), name="e2e")
+    console = capsys.readouterr().out  # one line per epoch, forwarded from the Train controller
+    assert console.count("[raycl] epoch 0/2 (before training) | kNN top-1") == 1
+    assert console.count("[raycl] epoch 2/2 | loss") == 1 and "results in" in console
 
     h = result.history
     assert list(h["epoch"]) == [0, 1, 2]  # epoch 0: kNN before training

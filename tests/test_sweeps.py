@@ -68,7 +68,7 @@ def test_a_cell_a_method_cannot_take_is_skipped_with_the_reason():
 
 
 @pytest.mark.ray
-def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path):
+def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path, capsys):
     fast = {"train.epochs": 1, "data.num_images": 600, "train.workers": 1, "train.cpus_per_worker": 0.5,
             "augment.cpus_per_actor": 0.5}
     cells = [Cell({"method.temperature": t, "augment.color_strength": s}) for t in (0.2, 0.5)
@@ -78,6 +78,9 @@ def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path):
     grid = Grid("two_by_two", "test", "q", "simclr", lambda p: cells, presets={"tiny": fast})
 
     out = raycl.sweep(grid, "tiny", seeds=1, storage_path=str(tmp_path), name="s")
+    console = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[raycl] ")]
+    assert len([line for line in console if "/5 c00" in line]) == 5  # one line per finished trial
+    assert any("c004-s0" in line and "FAILED: " in line for line in console)
 
     t = out.trials.set_index("key")
     assert len(t) == 5 and t.index.is_unique

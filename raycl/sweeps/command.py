@@ -28,6 +28,7 @@ def add_sweep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=None, help="trials at once (default: fit)")
     parser.add_argument("--resume", action="store_true", help="continue the sweep of that name")
     parser.add_argument("--dry-run", action="store_true", help="print the cells; train nothing")
+    parser.add_argument("--verbose", action="store_true", help="also show Tune's live trial table")
 
 
 def data_overrides(path: str | None) -> dict[str, object]:
@@ -58,7 +59,8 @@ def run_grids(grids: Sequence[str], args: argparse.Namespace) -> int:
 
             result = sweep(grid, args.preset, args.seeds, storage_path=args.storage_path,
                            name=args.name if len(grids) == 1 else None, resume=args.resume,
-                           scheduler=args.scheduler, overrides=overrides, concurrency=args.concurrency)
+                           scheduler=args.scheduler, overrides=overrides, concurrency=args.concurrency,
+                           verbose=args.verbose)
             print(summary(result))
     except (ConfigError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ capped instead, from the run's reservations and the cluster's CPUs, leaving Ray 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -59,11 +60,13 @@ def run_trial(config: dict, runs: Mapping[str, Mapping[str, Any]], runs_dir: str
 
 
 class _Tables(tune.Callback):
-    """Rewrites trials.parquet and history.parquet as results arrive."""
+    """Rewrites trials.parquet and history.parquet as results arrive, and prints one line per
+    finished trial (Tune's own tables go to its log unless verbose)."""
 
     def __init__(self, path: str, runs: Sequence[PlannedRun]):
         self.path, self.runs = path, {r.key: r for r in runs}
         self.results: dict[str, list[dict]] = {}
+        self.total, self.finished = sum(r.skip is None for r in runs), 0
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.results.setdefault(trial.trial_id, []).append(metrics_of(result))
@@ -71,9 +74,21 @@ class _Tables(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._write(trials)
+        self._say(trials, trial, "")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._write(trials)
+        self._say(trials, trial, "FAILED: " + (_error_text(trial.get_error()) or ""))
+
+    def _say(self, trials, trial, outcome: str) -> None:
+        self.finished += 1
+        run = self.runs[trial.config["run"]]
+        last = trial.last_result or {}
+        if not outcome:
+            knn = [r["knn_top1"] for r in self.results.get(trial.trial_id, []) if "knn_top1" in r]
+            outcome = (f"kNN top-1 {knn[-1]:.3f} (best {max(knn):.3f})" if knn else "done") + \
+                f", {last.get('epoch', 0)} epochs, {last.get('time_total_s', 0):.0f} s"
+        print(f"[raycl] {self.finished}/{self.total} {run.describe()}: {outcome}", flush=True)
 
     def _write(self, trials) -> None:
         rows, history = [], []
@@ -100,7 +115,7 @@ def _error_text(error: BaseException | None) -> str | None:
 def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1, *,
           storage_path: str = "raycl_sweeps", name: str | None = None, resume: bool = False,
           scheduler: str | None = None, overrides: Mapping[str, Any] | None = None,
-          concurrency: int | None = None) -> SweepResult:
+          concurrency: int | None = None, verbose: bool = False) -> SweepResult:
     """Run ``grid`` (a name from :data:`raycl.sweeps.GRIDS` or a :class:`Grid`) at ``preset`` for
     ``seeds`` (a count or a list) and return its tables (:func:`load_sweep`).
 
@@ -110,6 +125,7 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
     trials are kept, unfinished and errored ones continue from their last checkpoint.
     ``scheduler="asha"`` stops weak trials early on the kNN monitor. ``overrides`` apply to every
     cell; ``concurrency`` caps the trials run at once (default: what the cluster's CPUs carry).
+    The console shows one line per finished trial; ``verbose=True`` adds Tune's live trial table.
     """
     grid = get_grid(grid) if isinstance(grid, str) else grid
     runs = plan(grid, preset, seeds, overrides)
@@ -123,7 +139,7 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
         raise FileExistsError(f"sweep {name!r} already exists in {os.path.dirname(path)}: pass "
                               "resume=True (CLI: --resume) to continue it, or choose another name")
     os.makedirs(path, exist_ok=True)
-    ensure_ray(first)
+    ensure_ray(first, verbose)
     limit = concurrency or max_concurrent(first, ray.cluster_resources().get("CPU", 1))
     write_meta(path, _meta(grid, preset, runs, overrides, limit))
     print(f"[raycl] sweep {grid.name} ({grid.source}) at preset {preset}: {len(todo)} trials "
@@ -143,14 +159,32 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
             tune_config=tune.TuneConfig(max_concurrent_trials=limit, scheduler=_scheduler(scheduler),
                                         metric="knn_top1", mode="max"),
             run_config=tune.RunConfig(name=name, storage_path=os.path.dirname(path), callbacks=[tables],
-                                      failure_config=tune.FailureConfig(max_failures=0), verbose=1))
+                                      failure_config=tune.FailureConfig(max_failures=0),
+                                      verbose=1 if verbose else 0))
     start = time.perf_counter()
-    results = tuner.fit()
+    with _tune_output(verbose):
+        results = tuner.fit()
     _final_tables(path, runs, results)
     out = load_sweep(path)
     print(f"[raycl] sweep {name}: {len(out.trials)} trials in {time.perf_counter() - start:.0f} s; "
           f"results in {path}", flush=True)
     return out
+
+
+@contextlib.contextmanager
+def _tune_output(verbose: bool):
+    """Tune's console output: its live table when verbose, else nothing (the new output engine
+    prints its banner even at verbose=0; the legacy reporter at verbose=0 is silent)."""
+    old = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    if not verbose:
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = old
 
 
 def _scheduler(name: str | None):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+import warnings
 from typing import Any, Iterable
 
 import ray
@@ -26,7 +27,7 @@ from raycl.methods.base import Method, Progress
 from raycl.optim import build_optimizer, set_lr
 from raycl.runtime import keep_freed_memory
 from raycl.seeding import derive_seed
-from raycl.train.model import Schedule, build_model, log, train_step
+from raycl.train.model import Schedule, build_model, train_step
 from raycl.train.state import load_state, save_state
 
 
@@ -47,7 +48,11 @@ def train_loop(loop_config: dict) -> None:
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
-    model = ray.train.torch.prepare_model(method, parallel_strategy_kwargs={"broadcast_buffers": False})
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates broadcast_buffers, but its replacement still syncs buffers at init,
+        # and rank-local buffers (SwAV's queue part) must not be synced
+        warnings.filterwarnings("ignore", ".*broadcast_buffers.* is deprecated", FutureWarning)
+        model = ray.train.torch.prepare_model(method, parallel_strategy_kwargs={"broadcast_buffers": False})
     knn = "knn_val" in loop_config["datasets"]
 
     def monitor() -> dict[str, float]:
@@ -69,8 +74,6 @@ def train_loop(loop_config: dict) -> None:
         if knn and ((epoch + 1) % cfg.eval.knn_every == 0 or last):
             row.update(monitor())
         history.append(row)
-        if distributed.rank() == 0:
-            log.info(progress_line(row, cfg.train.epochs))
         save = (epoch + 1) % cfg.train.checkpoint_every == 0 or last
         report(row, save, method, optimizer, epoch + 1, step, history, cfg)
 
@@ -147,15 +150,3 @@ def report(metrics: dict, save: bool, method: Method, optimizer, epoch: int, ste
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
     else:
         ray.train.report(metrics)
-
-
-def progress_line(row: dict, epochs: int) -> str:
-    parts = [f"[raycl] epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.4f}",
-             f"lr {row['lr']:.4g}", f"{row['images_per_s']:.0f} img/s",
-             f"data wait {100 * row['data_wait_frac']:.0f}%"]
-    names = {"pretext_top1": "pretext top-1", "pretext_cos": "pred/target cos"}
-    for key in sorted(k for k in row if k.startswith("pretext_") and not k.endswith("top5")):
-        parts.append(f"{names.get(key, key.replace('_', ' '))} {row[key]:.3f}")
-    if "knn_top1" in row:
-        parts.append(f"kNN top-1 {row['knn_top1']:.3f}")
-    return " | ".join(parts)
