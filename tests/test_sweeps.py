@@ -212,3 +212,13 @@ def test_a_sweep_submitted_as_a_ray_job_writes_its_tables(ray_head, tmp_path, mo
     out = load_sweep(str(tmp_path / "submitted"))
     assert list(out.trials["status"]) == ["TERMINATED"] and out.trials.loc[0, "epochs"] == 1
     assert "results in" in client.get_job_logs(job)
+
+
+def test_a_slice_keeps_the_cells_it_names_with_their_grid_keys():
+    runs = plan(GRIDS["augmentation"], "tiny", only={"first": ["crop", "color"], "second": ["color"]})
+    assert [(r.key, dict(r.spec.labels)) for r in runs] == [
+        ("c002-s0", {"first": "crop", "second": "color"}), ("c016-s0", {"first": "color", "second": "color"})]
+    with pytest.raises(ValueError, match="cannot slice on 'third'"):
+        plan(GRIDS["augmentation"], "tiny", only={"third": ["crop"]})
+    with pytest.raises(ValueError, match="no cell"):
+        plan(GRIDS["augmentation"], "tiny", only={"first": ["warp"]})

@@ -23,6 +23,9 @@ def add_sweep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="sweep name (default: <grid>-<preset>)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field in every cell (repeatable)")
+    parser.add_argument("--only", action="append", default=[], metavar="KEY=V1,V2",
+                        help="run a slice: cells whose label or value KEY is one of V1, V2 (repeatable), "
+                             "e.g. --only first=crop,color --only second=crop,color")
     parser.add_argument("--scheduler", default=None, choices=["asha"],
                         help="stop weak trials early on the kNN monitor")
     parser.add_argument("--concurrency", type=int, default=None, help="trials at once (default: fit)")
@@ -40,16 +43,28 @@ def data_overrides(path: str | None) -> dict[str, object]:
     return {"data.source": "parquet" if parquet else "folder", "data.path": path}
 
 
+def parse_only(pairs: Sequence[str]) -> dict[str, list[str]]:
+    """``["first=crop,color"]`` as ``{"first": ["crop", "color"]}``."""
+    out = {}
+    for pair in pairs:
+        key, sep, values = pair.partition("=")
+        if not sep or not key or not values:
+            raise ConfigError("--only", pair, "KEY=V1,V2, e.g. first=crop,color")
+        out[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
+    return out
+
+
 def run_grids(grids: Sequence[str], args: argparse.Namespace) -> int:
     """Dry-run or run each grid in turn with the shared options; 0 on success, 2 on bad input."""
     from raycl.sweeps.plan import plan
 
     try:
         overrides = {**data_overrides(args.data), **parse_sets(args.sets)}
+        only = parse_only(args.only)
         for name in grids:
             grid = get_grid(name)
             if args.dry_run:
-                runs = plan(grid, args.preset, args.seeds, overrides)
+                runs = plan(grid, args.preset, args.seeds, overrides, only)
                 print(f"# {grid.name}: {grid.source}, method {grid.method}, preset {args.preset}: "
                       f"{len(runs)} trials ({sum(r.skip is None for r in runs)} to run)")
                 for r in runs:
@@ -60,7 +75,7 @@ def run_grids(grids: Sequence[str], args: argparse.Namespace) -> int:
             result = sweep(grid, args.preset, args.seeds, storage_path=args.storage_path,
                            name=args.name if len(grids) == 1 else None, resume=args.resume,
                            scheduler=args.scheduler, overrides=overrides, concurrency=args.concurrency,
-                           verbose=args.verbose)
+                           verbose=args.verbose, only=only)
             print(summary(result))
     except (ConfigError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

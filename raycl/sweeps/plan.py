@@ -44,23 +44,38 @@ def seed_list(seeds: int | Sequence[int]) -> list[int]:
 
 
 def plan(grid: Grid, preset: str, seeds: int | Sequence[int] = 1,
-         overrides: Mapping[str, Any] | None = None) -> list[PlannedRun]:
+         overrides: Mapping[str, Any] | None = None,
+         only: Mapping[str, Sequence[Any]] | None = None) -> list[PlannedRun]:
     """Every (cell, seed) of ``grid`` at ``preset``; user ``overrides`` apply to every cell and may
-    not set a key the grid sweeps."""
+    not set a key the grid sweeps. ``only`` keeps a slice: the cells whose label or value of each
+    key is one of the given ones (``{"first": ["crop", "color"], "second": ["crop", "color"]}``)."""
     overrides = dict(overrides or {})
-    cells = grid.cells(preset)
+    cells = [c for c in grid.cells(preset) if _in_slice(c, only or {})]
+    if not cells:
+        raise ValueError(f"no cell of grid {grid.name!r} is in the slice {dict(only or {})}")
     swept = {k for c in cells for k in c.values} | {"train.seed"}
     clash = sorted(swept & set(overrides))
     if clash:
         raise ConfigError(clash[0], overrides[clash[0]], f"not set by hand in grid {grid.name!r}, "
                           f"which sweeps {', '.join(sorted(swept))}")
     runs = []
-    for i, cell in enumerate(cells):
+    for cell in cells:
+        i = grid.cells(preset).index(cell)  # the cell's place in the whole grid names it
         for seed in seed_list(seeds):
             flat = {"preset": preset, "method": grid.method, **grid.base,
                     **grid.presets.get(preset, {}), **overrides, **cell.values, "train.seed": seed}
             runs.append(PlannedRun(i, seed, cell, flat, _why_not(flat)))
     return runs
+
+
+def _in_slice(cell: Cell, only: Mapping[str, Sequence[Any]]) -> bool:
+    fields = {**cell.values, **cell.labels}
+    for key, allowed in only.items():
+        if key not in fields:
+            raise ValueError(f"cannot slice on {key!r}: the grid's cells have {', '.join(fields)}")
+        if str(fields[key]) not in {str(a) for a in allowed}:
+            return False
+    return True
 
 
 def _why_not(flat: Mapping[str, Any]) -> str | None:

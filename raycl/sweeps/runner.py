@@ -25,7 +25,7 @@ from ray import tune
 from raycl.config import Config, from_overrides
 from raycl.sweeps.grids import Grid, get_grid
 from raycl.sweeps.plan import PlannedRun, plan
-from raycl.sweeps.tables import (SweepResult, history_rows, load_sweep, metrics_of, trial_row, write_meta,
+from raycl.sweeps.tables import (SweepResult, history_rows, load_sweep, trial_row, write_meta,
                                 write_tables)
 from raycl.train import build_trainer, ensure_ray
 
@@ -69,7 +69,8 @@ class _Tables(tune.Callback):
         self.total, self.finished = sum(r.skip is None for r in runs), 0
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.results.setdefault(trial.trial_id, []).append(metrics_of(result))
+        self.results.setdefault(trial.trial_id, []).append(
+            {k: v for k, v in result.items() if k != "config"})
         self._write(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -115,7 +116,8 @@ def _error_text(error: BaseException | None) -> str | None:
 def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1, *,
           storage_path: str = "raycl_sweeps", name: str | None = None, resume: bool = False,
           scheduler: str | None = None, overrides: Mapping[str, Any] | None = None,
-          concurrency: int | None = None, verbose: bool = False) -> SweepResult:
+          concurrency: int | None = None, verbose: bool = False,
+          only: Mapping[str, Sequence[Any]] | None = None) -> SweepResult:
     """Run ``grid`` (a name from :data:`raycl.sweeps.GRIDS` or a :class:`Grid`) at ``preset`` for
     ``seeds`` (a count or a list) and return its tables (:func:`load_sweep`).
 
@@ -124,11 +126,12 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
     ``runs/``. A name is used once unless ``resume=True``, which continues the sweep: finished
     trials are kept, unfinished and errored ones continue from their last checkpoint.
     ``scheduler="asha"`` stops weak trials early on the kNN monitor. ``overrides`` apply to every
-    cell; ``concurrency`` caps the trials run at once (default: what the cluster's CPUs carry).
+    cell; ``only`` runs a slice of the grid (:func:`raycl.sweeps.plan`); ``concurrency`` caps the
+    trials run at once (default: what the cluster's CPUs carry).
     The console shows one line per finished trial; ``verbose=True`` adds Tune's live trial table.
     """
     grid = get_grid(grid) if isinstance(grid, str) else grid
-    runs = plan(grid, preset, seeds, overrides)
+    runs = plan(grid, preset, seeds, overrides, only)
     todo = [r for r in runs if r.skip is None]
     if not todo:
         raise ValueError(f"grid {grid.name!r} has no cell that preset {preset!r} can run")
@@ -141,7 +144,7 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
     os.makedirs(path, exist_ok=True)
     ensure_ray(first, verbose)
     limit = concurrency or max_concurrent(first, ray.cluster_resources().get("CPU", 1))
-    write_meta(path, _meta(grid, preset, runs, overrides, limit))
+    write_meta(path, _meta(grid, preset, runs, overrides, only, limit))
     print(f"[raycl] sweep {grid.name} ({grid.source}) at preset {preset}: {len(todo)} trials "
           f"({len(runs) - len(todo)} skipped), up to {limit} at a time", flush=True)
 
@@ -218,14 +221,15 @@ def _final_tables(path: str, runs: list[PlannedRun], results) -> None:
     write_tables(path, rows, history)
 
 
-def _meta(grid: Grid, preset: str, runs: list[PlannedRun], overrides, limit: int) -> dict[str, Any]:
+def _meta(grid: Grid, preset: str, runs: list[PlannedRun], overrides, only, limit: int) -> dict[str, Any]:
     import torch
 
     import raycl
 
     return {"grid": grid.name, "source": grid.source, "question": grid.question,
             "method": grid.method, "preset": preset, "seeds": sorted({r.seed for r in runs}),
-            "overrides": dict(overrides or {}), "grid_preset": dict(grid.presets.get(preset, {})),
+            "overrides": dict(overrides or {}), "only": dict(only or {}),
+            "grid_preset": dict(grid.presets.get(preset, {})),
             "reference_note": grid.reference_note, "finding": grid.finding,
             "max_concurrent_trials": limit,
             "cells": [{"key": r.key, "values": dict(r.spec.values), "labels": dict(r.spec.labels),

@@ -51,7 +51,7 @@ def history_rows(run: PlannedRun, trial_id: str, results: list[Mapping[str, Any]
         m = metrics_of(r)
         if "epoch" in m:
             by_epoch[m["epoch"]] = {"trial_id": trial_id, "key": run.key, "cell": run.cell,
-                                    "seed": run.seed, **m}
+                                    "seed": run.seed, **m, "trial_time_s": r.get("time_total_s")}
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
