@@ -193,18 +193,18 @@ def test_a_sweep_submitted_as_a_ray_job_writes_its_tables(ray_head, tmp_path, mo
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    code = JOB.replace("STORAGE", repr(str(tmp_path)))
     deadline = time.time() + 120
-    while True:  # the dashboard takes a few seconds to answer
+    while True:  # the dashboard, then its job agent, take a few seconds to answer
         try:
             client = JobSubmissionClient(ray_head)
+            job = client.submit_job(entrypoint=f"{sys.executable} -c {shlex.quote(code)}",
+                                    runtime_env={"working_dir": str(EXPERIMENTS.parent),
+                                                 "env_vars": {"RAY_AUTH_MODE": "disabled"}})
             break
         except Exception:
-            assert time.time() < deadline, "the test's Ray head did not come up"
+            assert time.time() < deadline, "the test's Ray head did not take the job"
             time.sleep(1)
-    code = JOB.replace("STORAGE", repr(str(tmp_path)))
-    job = client.submit_job(entrypoint=f"{sys.executable} -c {shlex.quote(code)}",
-                            runtime_env={"working_dir": str(EXPERIMENTS.parent),
-                                         "env_vars": {"RAY_AUTH_MODE": "disabled"}})
     while client.get_job_status(job) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
         assert time.time() < deadline + 600, "the job did not finish"
         time.sleep(2)
