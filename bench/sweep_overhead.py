@@ -28,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ops", default="crop,color,blur", help="the slice: first and second ops")
     parser.add_argument("--storage", default=None)
+    parser.add_argument("--concurrency", type=int, default=None, help="trials at once (default: fit)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                       "sweep_overhead.json"))
@@ -38,7 +39,7 @@ def main() -> None:
     storage = args.storage or tempfile.mkdtemp(prefix="raycl-bench-")
     start = time.perf_counter()
     out = raycl.sweep("augmentation", "tiny", 1, storage_path=storage, name="bench", only=only,
-                      overrides=overrides)
+                      overrides=overrides, concurrency=args.concurrency)
     wall = time.perf_counter() - start
 
     t, h = out.trials, out.history
@@ -63,7 +64,7 @@ def main() -> None:
         "top_pairs": t.sort_values("knn_top1", ascending=False)[["first", "second", "knn_top1"]]
         .head(5).to_dict("records"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "overrides": overrides, "ops": ops, "per_trial": per_trial,
+        "overrides": overrides, "ops": ops, "concurrency_asked": args.concurrency, "per_trial": per_trial,
     }
     print(f"augmentation grid slice {args.ops} × {args.ops} at tiny: {len(t)} trials, "
           f"{summary['max_concurrent_trials']} at a time, {summary['epochs']} epochs each")

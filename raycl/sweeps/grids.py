@@ -56,7 +56,10 @@ AUGMENTATION = Grid(
     question="Which pair of transformations (first, then second, on one branch; diagonal: one "
              "transformation) makes the best views? Both branches are randomly cropped.",
     cells=_pairs,
-    presets={"tiny": {"train.epochs": 2}},
+    # tiny: one worker and half-CPU reservations per trial (the same global batch of 64), so that
+    # two trials run side by side on 2 cores and share the start-up time
+    presets={"tiny": {"train.epochs": 2, "train.workers": 1, "train.cpus_per_worker": 0.5,
+                      "augment.cpus_per_actor": 0.5}},
     finding="No single transformation suffices; composing helps; random crop + colour distortion "
             "stands out (crops of one image share a colour histogram). Printed as a heat map only.",
 )

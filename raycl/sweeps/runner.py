@@ -142,7 +142,8 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
         raise FileExistsError(f"sweep {name!r} already exists in {os.path.dirname(path)}: pass "
                               "resume=True (CLI: --resume) to continue it, or choose another name")
     os.makedirs(path, exist_ok=True)
-    ensure_ray(first, verbose)
+    # a local Ray that raycl starts is sized for as many trials as the machine's cores carry
+    ensure_ray(first, verbose, runs=concurrency or max(1, int((os.cpu_count() or 1) // trial_cpus(first))))
     limit = concurrency or max_concurrent(first, ray.cluster_resources().get("CPU", 1))
     write_meta(path, _meta(grid, preset, runs, overrides, only, limit))
     print(f"[raycl] sweep {grid.name} ({grid.source}) at preset {preset}: {len(todo)} trials "

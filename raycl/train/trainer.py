@@ -82,8 +82,9 @@ def cpus_needed(cfg: Config) -> float:
             + cfg.augment.actors * cfg.augment.cpus_per_actor + 1)
 
 
-def ensure_ray(cfg: Config, verbose: bool = False) -> None:
-    """Join the cluster named by ``RAY_ADDRESS`` or start a local Ray big enough for this run.
+def ensure_ray(cfg: Config, verbose: bool = False, runs: int = 1) -> None:
+    """Join the cluster named by ``RAY_ADDRESS`` or start a local Ray big enough for ``runs`` such
+    runs side by side (a sweep's trials).
 
     Ray's workers log to its files, not to this console, unless ``verbose`` (raycl forwards what a
     person wants to read: one line per epoch or per trial)."""
@@ -92,7 +93,7 @@ def ensure_ray(cfg: Config, verbose: bool = False) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=verbose)
         return
-    need = cpus_needed(cfg)
+    need = cpus_needed(cfg) + (runs - 1) * (cpus_needed(cfg) - 1)
     num_cpus = max(os.cpu_count() or 1, math.ceil(need))
     if num_cpus > (os.cpu_count() or 1):
         log.info("starting local Ray with %d logical CPUs on %d cores (the run reserves %.1f)",
