@@ -77,18 +77,21 @@ def plot_history(df: pd.DataFrame) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     pretext = [c for c in df if c.startswith("pretext_") and not c.endswith("top5")][:1]
     panels = [c for c in ("loss", "knn_top1", *pretext, "lr") if c in df]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
     titles = {"loss": "training loss", "knn_top1": "kNN top-1 (validation)",
               "pretext_top1": "pretext top-1", "pretext_cos": "prediction/target cosine",
+              "pretext_diag": "cross-correlation diagonal (mean)",
               "lr": "learning rate (shared)"}
     for ax, col in zip(axes[0], panels):
         d = df[["epoch", col]].dropna()
         ax.plot(d["epoch"], d[col], marker="o", ms=3)
         ax.set_title(titles.get(col, col.replace("_", " ")))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
     fig.suptitle(f"{df['run'].iloc[0]}", fontsize=9)
     fig.tight_layout()
