@@ -67,16 +67,14 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
     run_dir = os.path.join(cfg.storage_path, cfg.name)
     _check_run_dir(run_dir, resume)
     ensure_ray(cfg, verbose)
-    progress = ProgressPrinter(cfg.train.epochs)
-    built = build_trainer(cfg, callbacks=[progress.callback])
-    print(built.header(), flush=True)
     error = None
-    try:
-        with progress:
-            fit = built.trainer.fit()
-        checkpoint = fit.checkpoint
-    except ray.train.TrainingFailedError as exc:  # keep what the run saved before failing
-        error, checkpoint = exc, None
+    with ProgressPrinter(cfg.train.epochs) as progress:  # its queue actor ends with the run
+        built = build_trainer(cfg, callbacks=[progress.callback])
+        print(built.header(), flush=True)
+        try:
+            checkpoint = built.trainer.fit().checkpoint
+        except ray.train.TrainingFailedError as exc:  # keep what the run saved before failing
+            error, checkpoint = exc, None
     checkpoint_path = checkpoint.path if checkpoint is not None else _latest_checkpoint(run_dir)
     history = results.history_from_checkpoint(checkpoint_path) if checkpoint_path else []
     out = results.write_run(run_dir, cfg, history)

@@ -50,7 +50,8 @@ def plan(grid: Grid, preset: str, seeds: int | Sequence[int] = 1,
     not set a key the grid sweeps. ``only`` keeps a slice: the cells whose label or value of each
     key is one of the given ones (``{"first": ["crop", "color"], "second": ["crop", "color"]}``)."""
     overrides = dict(overrides or {})
-    cells = [c for c in grid.cells(preset) if _in_slice(c, only or {})]
+    every = grid.cells(preset)
+    cells = [c for c in every if _in_slice(c, only or {})]
     if not cells:
         raise ValueError(f"no cell of grid {grid.name!r} is in the slice {dict(only or {})}")
     swept = {k for c in cells for k in c.values} | {"train.seed"}
@@ -60,7 +61,7 @@ def plan(grid: Grid, preset: str, seeds: int | Sequence[int] = 1,
                           f"which sweeps {', '.join(sorted(swept))}")
     runs = []
     for cell in cells:
-        i = grid.cells(preset).index(cell)  # the cell's place in the whole grid names it
+        i = every.index(cell)  # the cell's place in the whole grid names it
         for seed in seed_list(seeds):
             flat = {"preset": preset, "method": grid.method, **grid.base,
                     **grid.presets.get(preset, {}), **overrides, **cell.values, "train.seed": seed}

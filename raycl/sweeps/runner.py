@@ -28,22 +28,16 @@ from raycl.sweeps.plan import PlannedRun, plan
 from raycl.sweeps.tables import (SweepResult, history_rows, load_sweep, trial_row, write_meta,
                                 write_tables)
 from raycl.train import build_trainer, ensure_ray
+from raycl.train.trainer import augment_cpus, run_cpus
 
 log = logging.getLogger(__name__)
 RUNS_DIR = "runs"  # storage_path/name/runs/<trial id>/: each trial's Ray Train run
 
 
-def trial_cpus(cfg: Config) -> float:
-    """CPUs one trial's run reserves: its workers and its augmentation (actors, or one task)."""
-    a = cfg.augment
-    augment = (a.actors if a.compute == "actors" else 1) * a.cpus_per_actor
-    return cfg.train.workers * cfg.train.cpus_per_worker + augment
-
-
 def max_concurrent(cfg: Config, cluster_cpus: float) -> int:
     """How many trials fit side by side: all trials' reservations plus one CPU for Ray Data's other
     tasks (reads, the kNN sets' decoding) within the cluster's CPUs; at least one."""
-    return max(1, int(math.floor((cluster_cpus - 1) / trial_cpus(cfg) + 1e-9)))
+    return max(1, int(math.floor((cluster_cpus - 1) / run_cpus(cfg) + 1e-9)))
 
 
 def run_trial(config: dict, runs: Mapping[str, Mapping[str, Any]], runs_dir: str) -> None:
@@ -55,7 +49,7 @@ def run_trial(config: dict, runs: Mapping[str, Mapping[str, Any]], runs_dir: str
     # Ray Data's budget is set here, in the trial, because the trainer copies the DataContext
     data = ray.data.DataContext.get_current()
     data.execution_options.resource_limits = data.execution_options.resource_limits.copy(
-        cpu=max(1.0, trial_cpus(cfg) - cfg.train.workers * cfg.train.cpus_per_worker))
+        cpu=max(1.0, augment_cpus(cfg)))
     build_trainer(cfg, callbacks=[TuneReportCallback()]).trainer.fit()
 
 
@@ -143,7 +137,7 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
                               "resume=True (CLI: --resume) to continue it, or choose another name")
     os.makedirs(path, exist_ok=True)
     # a local Ray that raycl starts is sized for as many trials as the machine's cores carry
-    ensure_ray(first, verbose, runs=concurrency or max(1, int((os.cpu_count() or 1) // trial_cpus(first))))
+    ensure_ray(first, verbose, runs=concurrency or max(1, int((os.cpu_count() or 1) // run_cpus(first))))
     limit = concurrency or max_concurrent(first, ray.cluster_resources().get("CPU", 1))
     write_meta(path, _meta(grid, preset, runs, overrides, only, limit))
     print(f"[raycl] sweep {grid.name} ({grid.source}) at preset {preset}: {len(todo)} trials "

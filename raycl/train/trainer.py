@@ -75,11 +75,15 @@ def build_trainer(cfg: Config, callbacks: Sequence = ()) -> Trainer:
     return Trainer(trainer, pipes, cfg, os.path.join(cfg.storage_path, cfg.name))
 
 
-def cpus_needed(cfg: Config) -> float:
-    """Logical CPUs a run reserves, plus one whole CPU for Ray Data's read and decode tasks (on a
-    2-core machine fractional reservations otherwise deadlock)."""
-    return (cfg.train.workers * cfg.train.cpus_per_worker
-            + cfg.augment.actors * cfg.augment.cpus_per_actor + 1)
+def augment_cpus(cfg: Config) -> float:
+    """CPUs a run's augmentation reserves: its actor pool, or one task at a time."""
+    a = cfg.augment
+    return (a.actors if a.compute == "actors" else 1) * a.cpus_per_actor
+
+
+def run_cpus(cfg: Config) -> float:
+    """CPUs a run reserves: its training workers and its augmentation."""
+    return cfg.train.workers * cfg.train.cpus_per_worker + augment_cpus(cfg)
 
 
 def ensure_ray(cfg: Config, verbose: bool = False, runs: int = 1) -> None:
@@ -93,7 +97,9 @@ def ensure_ray(cfg: Config, verbose: bool = False, runs: int = 1) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=verbose)
         return
-    need = cpus_needed(cfg) + (runs - 1) * (cpus_needed(cfg) - 1)
+    # plus one whole CPU for Ray Data's read and decode tasks (on a 2-core machine fractional
+    # reservations otherwise deadlock)
+    need = runs * run_cpus(cfg) + 1
     num_cpus = max(os.cpu_count() or 1, math.ceil(need))
     if num_cpus > (os.cpu_count() or 1):
         log.info("starting local Ray with %d logical CPUs on %d cores (the run reserves %.1f)",
