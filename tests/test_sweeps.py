@@ -159,13 +159,18 @@ def ray_head(tmp_path):
     """A local head started for this test (foreground, stopped by its PID; never `ray stop`, which
     would stop every Ray cluster on the machine)."""
     port, dashboard = _free_port(), _free_port()
+    # every port of its own: the session's Ray already holds the defaults (the dashboard agent's
+    # 52365 among them, and a head without its agent never takes a job)
+    agent_ports = [f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+                   f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}",
+                   f"--ray-client-server-port={_free_port()}"]
     temp = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
     ray_bin = str(Path(sys.executable).with_name("ray"))
     head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--num-cpus=3", f"--port={port}",
                              f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
-                             f"--temp-dir={temp}", "--disable-usage-stats"],
+                             f"--temp-dir={temp}", "--disable-usage-stats", *agent_ports],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield f"http://127.0.0.1:{dashboard}"
@@ -194,7 +199,7 @@ def test_a_sweep_submitted_as_a_ray_job_writes_its_tables(ray_head, tmp_path, mo
 
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     code = JOB.replace("STORAGE", repr(str(tmp_path)))
-    deadline = time.time() + 120
+    deadline = time.time() + 180
     while True:  # the dashboard, then its job agent, take a few seconds to answer
         try:
             client = JobSubmissionClient(ray_head)
