@@ -11,7 +11,7 @@ hits them alike):
   (SimCLR's CIFAR recipe at colour strength s = 0.5: jitter 0.4/0.4/0.4/0.1), batched by a
   ``DataLoader`` (``batch_size`` images, ``num_workers = --cpus``).
 - ``raycl``: a ``Dataset`` whose item is one batch of ``batch_size`` encoded images, run by
-  :class:`raycl.data.pipeline.Augmenter` (what an ``AugmentActor`` / ``augment_task`` runs:
+  :class:`raycl.data.augmenter.Augmenter` (what an ``AugmentActor`` / ``augment_task`` runs:
   ``decode_images`` + ``make_views("simclr", color_strength=s, blur=False)``), through a
   ``DataLoader`` with ``batch_size=None`` and the same ``num_workers``: same processes, same
   transfer to the consumer.  Default backend ``"auto"``: the fused C kernel of
@@ -58,7 +58,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from raycl.data.pipeline import Augmenter
+from raycl.data.augmenter import Augmenter
 
 # the shared CIFAR-10 Parquet beside the checkout (../shared/datasets/cifar10), never copied in
 DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10"
@@ -173,7 +173,7 @@ def _ray_dataset(images, labels, size, strength, blur, batch_size, cpus):
     import pyarrow as pa
     import ray
 
-    from raycl.data.pipeline import augment_task
+    from raycl.data.workers import augment_task
 
     if not ray.is_initialized():
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,

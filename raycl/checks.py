@@ -82,6 +82,8 @@ def coerce(name: str, value: Any, default: Any) -> Any:
     for numbers and booleans, lists for tuples; a value of the wrong kind is a ConfigError."""
     if isinstance(value, str) and not isinstance(default, str) and default is not None:
         value = parse_value(value)
+    if isinstance(value, str) and isinstance(default, tuple):  # the CLI's "flip,blur"
+        return tuple(part.strip() for part in value.split(",") if part.strip())
     if isinstance(value, list) and (default is None or isinstance(default, tuple)):
         return tuple(value)
     if isinstance(default, bool):

@@ -83,6 +83,19 @@ def gather_nograd(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def gather_uneven(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` from every rank in rank order when ranks hold different numbers of rows
+    (padded to the longest for the all-gather, then trimmed), without autograd."""
+    if not is_distributed():
+        return x
+    sizes = gather_nograd(torch.tensor([x.shape[0]], device=x.device)).tolist()
+    padded = x.new_zeros((max(sizes), *x.shape[1:]))
+    padded[:x.shape[0]] = x
+    parts = gather_nograd(padded).split(max(sizes))
+    return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+
+
+@torch.no_grad()
 def all_reduce_max(x: torch.Tensor) -> torch.Tensor:
     """Element-wise maximum over ranks, without autograd."""
     if not is_distributed():

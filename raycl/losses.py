@@ -65,6 +65,50 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float,
     return ContrastiveOutput(F.cross_entropy(logits, targets), logits, targets)
 
 
+def multi_crop_nt_xent(views: list[torch.Tensor], temperature: float, large: int = 2,
+                       normalize: bool = True) -> ContrastiveOutput:
+    """NT-Xent with multi-crop (SwAV, Caron et al. 2020, §4: multi-crop applied to SimCLR): every view
+    of an image is an anchor whose positives are that image's *large* views other than itself.
+
+    ``views`` are the V projections ``[B, D]`` of local images, the ``large`` ones first. For anchor
+    view ``v`` of image ``i`` and each large view ``l ≠ v`` of the same image::
+
+        ℓ(v, l) = −log  exp(sim(z_v^i, z_l^i)/τ) / Σ_{(u, k) ≠ (v, i)} exp(sim(z_v^i, z_u^k)/τ)
+
+    where ``(u, k)`` runs over all V·N views of the *global* batch; the loss is the mean of ℓ over
+    this rank's (anchor, positive) pairs. Small crops are never each other's positives (as in SwAV,
+    where only large crops give codes). With two views this is :func:`nt_xent` exactly.
+    ``targets`` are each anchor's first positive (large anchors: the other large view).
+    """
+    if not 2 <= large <= len(views):
+        raise ValueError(f"multi_crop_nt_xent needs at least 2 large views among the {len(views)} "
+                         f"views, got large = {large}")
+    b = views[0].shape[0]
+    if any(v.shape != views[0].shape or v.dim() != 2 for v in views):
+        raise ValueError("every view must be [batch, dim] of one shape, got "
+                         f"{[tuple(v.shape) for v in views]}")
+    if not temperature > 0:
+        raise ValueError(f"temperature = {temperature!r} must be > 0")
+    if normalize:
+        views = [F.normalize(v, dim=1) for v in views]
+    gathered = [distributed.gather(v) for v in views]
+    n, count = gathered[0].shape[0], len(views)
+    local = torch.arange(b, device=views[0].device) + distributed.rank() * b
+
+    anchors = torch.cat(views)  # [V·B, D], view-major
+    logits = anchors @ torch.cat(gathered).T / temperature  # [V·B, V·N]
+    self_idx = torch.cat([local + v * n for v in range(count)])
+    logits = logits.masked_fill(F.one_hot(self_idx, num_classes=count * n).bool(), float("-inf"))
+    log_prob = logits.log_softmax(dim=1)
+    terms, targets = [], []
+    for v in range(count):
+        rows = log_prob[v * b:(v + 1) * b]
+        positives = [u for u in range(large) if u != v]
+        terms += [rows.gather(1, (local + u * n)[:, None]).squeeze(1) for u in positives]
+        targets.append(local + positives[0] * n)
+    return ContrastiveOutput(-torch.cat(terms).mean(), logits, torch.cat(targets))
+
+
 def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float
              ) -> ContrastiveOutput:
     """InfoNCE with a queue of negatives (MoCo, He et al. 2020, eq. 1).

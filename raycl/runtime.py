@@ -1,4 +1,4 @@
-"""Process-level settings that make raycl's batched tensor work fast on CPU."""
+"""Process-level settings: raycl's cache folder, and what makes its batched tensor work fast on CPU."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import os
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -14,6 +16,12 @@ _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
 _KEEP_BYTES = 256 << 20
+
+
+def cache_dir() -> Path:
+    """Where raycl keeps what it makes once and reuses (the compiled kernel, the embedded data,
+    downloaded datasets): ``$RAYCL_CACHE_DIR``, default ``~/.cache/raycl``."""
+    return Path(os.environ.get("RAYCL_CACHE_DIR") or Path.home() / ".cache" / "raycl")
 
 
 @functools.lru_cache(maxsize=1)

@@ -11,7 +11,9 @@ def ray_local():
     """One local Ray for every test that needs it (start-up costs seconds on 2 cores)."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=4)
+    from raycl.train.trainer import IDLE_WORKERS
+
+    if not ray.is_initialized():  # idle workers kept as raycl's own local Ray keeps them
+        ray.init(num_cpus=4, _system_config={"num_workers_soft_limit": IDLE_WORKERS})
     yield ray
     ray.shutdown()

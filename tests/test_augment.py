@@ -322,6 +322,53 @@ def test_byol_views_have_asymmetric_blur_and_solarize():
     assert torch.equal(v0(imgs, gen(16)), no_sol(imgs, gen(16)))
 
 
+def _active(view, kind: str) -> bool:
+    """Whether ``view`` still applies ``kind`` (an op of that kind with a non-zero probability)."""
+    for op in view.ops:
+        if kind == "flip" and (isinstance(op, A.Flip) or getattr(op, "flip", 0) > 0):
+            return True
+        if kind == "jitter" and isinstance(op, A.Color) and op.p > 0:
+            return True
+        if kind == "grayscale" and (isinstance(op, A.Grayscale) or getattr(op, "gray_p", 0) > 0):
+            return True
+        if kind in ("blur", "solarize") and type(op).__name__.lower() == kind and op.p > 0:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("recipe", ["byol", "simclr", "moco_v1", "moco_v2"])
+@pytest.mark.parametrize("remove", [("flip",), ("jitter",), ("grayscale",), ("color",), ("blur",),
+                                    ("solarize",), ("flip", "color", "blur", "solarize")])
+def test_remove_takes_exactly_those_ops_out(recipe, remove):
+    kinds = ("flip", "jitter", "grayscale", "blur", "solarize")
+    gone = set(remove) | ({"jitter", "grayscale"} if "color" in remove else set())
+    full = A.make_views(recipe, size=32, blur=True)
+    for before, after in zip(full, A.make_views(recipe, size=32, blur=True, remove=remove)):
+        for kind in kinds:
+            assert _active(after, kind) == (_active(before, kind) and kind not in gone), kind
+
+
+def test_removing_everything_but_the_crop_leaves_the_crop():
+    # a full-image crop at the image's own size is the identity: nothing else may touch the pixels
+    imgs = uint8_batch(32)
+    for view in A.make_views("byol", size=32, scale=(1.0, 1.0), ratio=(1.0, 1.0),
+                             remove=("flip", "color", "blur", "solarize")):
+        assert torch.equal(view(imgs, gen(3)), torch.from_numpy(imgs).permute(0, 3, 1, 2))
+    with pytest.raises(ValueError, match="remove must be"):
+        A.make_views("byol", size=32, remove=("colour",))
+    with pytest.raises(ValueError, match="remove must be"):
+        A.make_views("byol", size=32, remove="flip")
+
+
+def test_remove_is_a_config_field_the_cli_can_set():
+    cfg = config.from_overrides({"augment.remove": "flip, blur"})
+    assert cfg.augment.remove == ("flip", "blur")
+    assert config.REMOVABLE_OPS == A.REMOVABLE_OPS
+    with pytest.raises(config.ConfigError, match="augment.remove") as info:
+        config.from_overrides({"augment.remove": ["flip", "rotate"]})
+    assert "solarize" in str(info.value)
+
+
 def test_recipe_options():
     blur_ops = lambda v: [op for op in v.ops if isinstance(op, A.Blur)]  # noqa: E731
     assert not blur_ops(A.make_views("simclr", size=32)[0])  # CIFAR: no blur

@@ -53,6 +53,8 @@ def _run_case(case: dict) -> dict:
 
 def _loop(loop_config: dict) -> None:
     results = {name: _run_case(case) for name, case in loop_config["cases"].items()}
+    rank = distributed.rank()  # ranks holding 3 and 4 rows (a kNN set's uneven shares)
+    results["uneven"] = distributed.gather_uneven(torch.arange(10 * rank, 10 * rank + 3 + rank))
     torch.save(results, os.path.join(loop_config["out"], f"rank{distributed.rank()}.pt"))
     ray.train.report({"done": 1})
 
@@ -74,10 +76,14 @@ COMPARABLE = {"moco": {"model.sync_bn": True}, "mocov2": {"model.sync_bn": True}
               "byol": {"method.momentum": 0.9}}
 
 
-def _case(method: str) -> dict:
+# cases beside one per method: (method, overrides)
+VARIANTS = {"simclr+multicrop": ("simclr", {"augment.small_crops": 2})}
+
+
+def _case(method: str, overrides: dict | None = None) -> dict:
     cfg = preset("tiny", method).override({
         "train.workers": 2, "train.batch_size": BATCH, **EXERCISE.get(method, {}),
-        **COMPARABLE.get(method, {})}).validate()
+        **COMPARABLE.get(method, {}), **(overrides or {})}).validate()
     torch.manual_seed(0)
     state = build_model(cfg).double().state_dict()
     return {"config": cfg.to_dict(), "state": state, "views": make_views(cfg, BATCH, seed=1)}
@@ -86,6 +92,7 @@ def _case(method: str) -> dict:
 @pytest.fixture(scope="module")
 def runs(ray_local, tmp_path_factory):
     cases = {method: _case(method) for method in METHODS}
+    cases.update({name: _case(method, overrides) for name, (method, overrides) in VARIANTS.items()})
     tmp = tmp_path_factory.mktemp("equiv")
     one = _fit(1, cases, str(tmp / "one"), str(tmp))
     two = _fit(2, cases, str(tmp / "two"), str(tmp))
@@ -100,7 +107,7 @@ def _assert_same_loss_and_grads(one: dict, two: dict) -> None:
         torch.testing.assert_close(two["grads"][name], grad, rtol=1e-5, atol=1e-12, msg=name)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [*METHODS, *VARIANTS])
 def test_two_workers_equal_one_worker(runs, method):
     _, one, two = runs
     _assert_same_loss_and_grads(one[0][method], two[0][method])
@@ -139,3 +146,9 @@ def test_byol_target_after_a_step_is_the_ema_on_every_worker(runs):
         torch.testing.assert_close(two[0]["byol"]["state"][name], value, rtol=1e-5, atol=1e-12,
                                    msg=name)
 
+
+def test_gather_uneven_concatenates_shares_of_different_sizes_in_rank_order(runs):
+    _, one, two = runs
+    assert one[0]["uneven"].tolist() == [0, 1, 2]
+    for rank in range(2):
+        assert two[rank]["uneven"].tolist() == [0, 1, 2, 10, 11, 12, 13]

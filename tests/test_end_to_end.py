@@ -12,7 +12,7 @@ from raycl.methods import METHODS
 pytestmark = pytest.mark.ray
 
 
-def test_simclr_tiny_end_to_end(ray_local, tmp_path, capsys):
+def test_simclr_tiny_end_to_end(ray_local, tmp_path, capsys, monkeypatch):
     result = raycl.run(method="simclr", workers=2, preset="tiny", epochs=2,
                        storage_path=str(tmp_path), name="e2e")
     console = capsys.readouterr().out  # one line per epoch, forwarded from the Train controller
@@ -37,15 +37,18 @@ def test_simclr_tiny_end_to_end(ray_local, tmp_path, capsys):
     assert os.path.getsize(os.path.join(result.path, "curves.png")) > 1000
 
     # the name is taken: a second run refuses it unless asked to resume, and resuming continues
-    # from the last checkpoint with the history so far
+    # from the last checkpoint with the history so far; the resumed run's kNN sets are over the
+    # in-memory budget, so they stream through Ray Data, split between the workers
     with pytest.raises(FileExistsError, match="resume=True"):
         raycl.run(method="simclr", workers=2, preset="tiny", epochs=3,
                   storage_path=str(tmp_path), name="e2e")
+    monkeypatch.setattr("raycl.data.pipeline.IN_MEMORY_EVAL_BYTES", 0)
     resumed = raycl.run(method="simclr", workers=2, preset="tiny", epochs=3,
                         storage_path=str(tmp_path), name="e2e", resume=True)
     assert list(resumed.history["epoch"]) == [0, 1, 2, 3]
     pd.testing.assert_frame_equal(resumed.history.iloc[:3], h, check_dtype=False)
     assert math.isfinite(resumed.metrics["loss"]) and resumed.metrics["epoch"] == 3
+    assert 0 < resumed.metrics["knn_top1"] <= 1
 
 
 # kNN top-1 on the validation split must beat the randomly initialised network's after 2 epochs

@@ -49,6 +49,9 @@ def images64():
     ("moco_v2", {}),
     ("byol", {}),
     ("swav", dict(small_crops=2, small_size=14)),
+    ("byol", dict(remove=("jitter",))),  # BYOL Table 17's removals: colour coins at 0
+    ("byol", dict(remove=("grayscale", "flip"))),
+    ("simclr", dict(remove=("color",))),
 ])
 def test_recipes_match_torch_ops(images32, recipe, kwargs):
     for view in A.make_views(recipe, size=32, **kwargs):

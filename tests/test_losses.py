@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from raycl.losses import byol_loss, info_nce, nt_xent, sinkhorn, swav_loss, topk_accuracy
+from raycl.losses import (byol_loss, info_nce, multi_crop_nt_xent, nt_xent, sinkhorn, swav_loss,
+                          topk_accuracy)
 
 
 def reference_nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float, cosine: bool = True) -> float:
@@ -66,6 +67,47 @@ def test_nt_xent_rejects_bad_input():
         nt_xent(torch.randn(4, 3), torch.randn(5, 3), 0.5)
     with pytest.raises(ValueError, match="temperature"):
         nt_xent(torch.randn(4, 3), torch.randn(4, 3), 0.0)
+
+
+def reference_multi_crop(views: list[torch.Tensor], tau: float, large: int = 2) -> float:
+    """Every view of image i is an anchor; its positives are image i's large views other than
+    itself; the denominator runs over every other view of the batch."""
+    z = [torch.nn.functional.normalize(v.double(), dim=1) for v in views]
+    n, terms = z[0].shape[0], []
+    for v in range(len(z)):
+        for i in range(n):
+            denom = sum(math.exp(float(z[v][i] @ z[u][k]) / tau)
+                        for u in range(len(z)) for k in range(n) if (u, k) != (v, i))
+            for pos in (u for u in range(large) if u != v):
+                terms.append(-math.log(math.exp(float(z[v][i] @ z[pos][i]) / tau) / denom))
+    return sum(terms) / len(terms)
+
+
+@pytest.mark.parametrize("count", [3, 4])
+def test_multi_crop_nt_xent_matches_double_loop(count):
+    g = torch.Generator().manual_seed(count)
+    views = [torch.randn(5, 4, generator=g).double() for _ in range(count)]
+    out = multi_crop_nt_xent(views, 0.3)
+    assert out.loss.item() == pytest.approx(reference_multi_crop(views, 0.3), rel=1e-10)
+    # the first positive of every anchor: the other large view, then view 0 for the small ones
+    assert out.targets.tolist() == [*range(5, 10), *range(0, 5), *(list(range(5)) * (count - 2))]
+
+
+def test_multi_crop_nt_xent_with_two_views_is_nt_xent():
+    g = torch.Generator().manual_seed(1)
+    z1, z2 = torch.randn(6, 5, generator=g).double(), torch.randn(6, 5, generator=g).double()
+    for normalize in (True, False):
+        assert multi_crop_nt_xent([z1, z2], 0.5, normalize=normalize).loss.item() == pytest.approx(
+            nt_xent(z1, z2, 0.5, normalize=normalize).loss.item(), rel=1e-12)
+
+
+def test_multi_crop_nt_xent_rejects_bad_input():
+    with pytest.raises(ValueError, match="2 large views"):
+        multi_crop_nt_xent([torch.randn(4, 3)] * 3, 0.5, large=1)
+    with pytest.raises(ValueError, match="one shape"):
+        multi_crop_nt_xent([torch.randn(4, 3), torch.randn(4, 3), torch.randn(5, 3)], 0.5)
+    with pytest.raises(ValueError, match="temperature"):
+        multi_crop_nt_xent([torch.randn(4, 3)] * 3, -1.0)
 
 
 def test_topk_accuracy_counts_hits():

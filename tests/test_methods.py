@@ -195,8 +195,8 @@ def test_swav_field_errors():
     assert e.field == "method.epsilon" and "> 0" in str(e)
     e = _config_error("swav", **{"augment.small_crop_size": 40})
     assert e.field == "augment.small_crop_size" and "augment.crop_size = 32" in str(e)
-    e = _config_error("simclr", **{"augment.small_crops": 2})
-    assert e.field == "augment.small_crops" and "swav" in str(e)
+    e = _config_error("byol", **{"augment.small_crops": 2})
+    assert e.field == "augment.small_crops" and "simclr, swav" in str(e)
 
 
 def test_unknown_optimizer_and_method():

@@ -5,8 +5,10 @@ import pytest
 import ray
 
 from raycl.config import preset
-from raycl.data.pipeline import EpochClock, decode_for_eval, load_split_tables, train_dataset
+from raycl.data.clock import EpochClock
+from raycl.data.pipeline import build_pipelines, in_memory_eval_set, load_split_tables, train_dataset
 from raycl.data.sources import load_table
+from raycl.data.workers import decode_for_eval
 
 pytestmark = pytest.mark.ray
 
@@ -63,6 +65,27 @@ def test_eval_decode_centre_crops_to_view_size():
              "label": table.column("label").to_numpy()}
     out = decode_for_eval(batch, image_size=40, crop_size=32)
     assert out["image"].shape == (4, 3, 32, 32) and out["image"].dtype == np.uint8
+
+
+def test_knn_sets_are_decoded_once_and_shared_between_ranks(ray_local, monkeypatch):
+    cfg = preset("tiny").override({"data.num_images": 300, "data.image_size": 40})
+    tables = load_split_tables(cfg)
+    eval_set = in_memory_eval_set(tables.val, cfg)
+    expected = decode_for_eval({"image": tables.val.column("image"),
+                                "label": tables.val.column("label").to_numpy()}, 40, 32)
+    for world in (1, 2, 3):  # every image once, in order, over the ranks' shares
+        shares = [list(eval_set.batches(rank, world, batch_size=7)) for rank in range(world)]
+        sizes = [sum(len(b["label"]) for b in share) for share in shares]
+        assert max(sizes) - min(sizes) <= 1
+        images = np.concatenate([b["image"].numpy() for share in shares for b in share])
+        np.testing.assert_array_equal(images, expected["image"])
+    # above the in-memory budget a kNN set stays a Ray dataset, decoded at every monitor
+    pipes = build_pipelines(cfg)
+    assert set(pipes.datasets) == {"train"} and all(pipes.knn_sets.values())
+    monkeypatch.setattr("raycl.data.pipeline.IN_MEMORY_EVAL_BYTES", 1000)
+    pipes = build_pipelines(cfg)
+    assert set(pipes.datasets) == {"train", "knn_bank", "knn_val"}
+    assert pipes.knn_sets == {"knn_bank": None, "knn_val": None}
 
 
 def test_swav_multi_crop_views_and_node_resource(ray_local):

@@ -23,11 +23,12 @@ from raycl.sweeps import GRIDS, Cell, Grid, load_sweep, plan
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SCRIPTS = {"augmentation_grid": {"augmentation": 49}, "color_strength": {"color_strength": 5},
-           "temperature": {"temperature": 6}, "projection_head": {"projection_head": 9},
+           "temperature": {"temperature": 6},
+           "projection_head": {"projection_head": 9, "simclrv2_head": 9},
            "batch_size": {"batch_size": 12},
            "moco_ablation": {"moco_momentum": 5, "mocov2_ablation": 5, "mocov2_temperature": 12},
-           "byol_ablation": {"byol_batch": 10, "byol_tau": 5},
-           "swav_multicrop": {"swav_multicrop": 3, "swav_prototypes": 4}}
+           "byol_ablation": {"byol_batch": 10, "byol_augmentations": 22, "byol_tau": 5},
+           "swav_multicrop": {"swav_multicrop": 8, "swav_prototypes": 4}}
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
@@ -75,7 +76,8 @@ def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path, ca
              for s in (0.5, 1.0)]
     cells.append(Cell({"data.source": "parquet", "data.path": str(tmp_path / "missing.parquet")},
                       {"broken": True}))  # fails inside its trial, after planning
-    grid = Grid("two_by_two", "test", "q", "simclr", lambda p: cells, presets={"tiny": fast})
+    grid = Grid("two_by_two", "test", "q", "simclr", lambda p: cells, presets={"tiny": fast},
+                evaluate=("linear",))
 
     out = raycl.sweep(grid, "tiny", seeds=1, storage_path=str(tmp_path), name="s")
     console = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[raycl] ")]
@@ -88,6 +90,8 @@ def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path, ca
             "best_knn_top1", "wall_time_s", "checkpoint", "seed"} <= set(t.columns)
     ok = t[t["status"] == "TERMINATED"]
     assert len(ok) == 4 and ok["epochs"].eq(1).all() and ok["knn_top1"].between(0, 1).all()
+    # each trial's linear probe, run after its training, reported with its last epoch
+    assert ok["linear_val_top1"].between(0.1, 1).all() and ok["linear_test_top1"].between(0.1, 1).all()
     assert sorted(zip(ok["method.temperature"], ok["augment.color_strength"])) == [
         (0.2, 0.5), (0.2, 1.0), (0.5, 0.5), (0.5, 1.0)]
     failed = t.loc["c004-s0"]
@@ -97,6 +101,8 @@ def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path, ca
     assert sorted(h.groupby("key")["epoch"].apply(list).items()) == [
         (k, [0, 1]) for k in sorted(ok.index)]  # one row per trial and epoch (0: before training)
     assert not h.duplicated(["trial_id", "epoch"]).any()
+    last = h[h["epoch"] == 1]
+    assert last["knn_top1"].notna().all() and last["linear_val_top1"].notna().all()
 
     meta = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert meta["grid"] == "two_by_two" and len(meta["cells"]) == 5 and meta["versions"]["ray"]
@@ -112,7 +118,8 @@ def _sweep_cli(tmp_path, *extra):
     return [sys.executable, "-m", "raycl", "sweep", "swav_multicrop", "--storage-path", str(tmp_path),
             "--name", "killed", "--set", "data.num_images=600", "--set", "train.epochs=2",
             "--set", "train.workers=1", "--set", "train.cpus_per_worker=0.5",
-            "--set", "augment.cpus_per_actor=0.5", "--concurrency", "1", *extra]
+            "--set", "augment.cpus_per_actor=0.5", "--concurrency", "1",
+            "--only", "method=swav", "--only", "augment.small_crops=0,2,6", *extra]
 
 
 @pytest.mark.ray
@@ -227,3 +234,22 @@ def test_a_slice_keeps_the_cells_it_names_with_their_grid_keys():
         plan(GRIDS["augmentation"], "tiny", only={"third": ["crop"]})
     with pytest.raises(ValueError, match="no cell"):
         plan(GRIDS["augmentation"], "tiny", only={"first": ["warp"]})
+
+
+def test_an_evaluation_report_joins_its_epoch_row_and_names_its_columns():
+    from raycl.sweeps.tables import evaluation_columns, history_rows
+
+    (run,) = plan(GRIDS["projection_head"], "tiny", only={"head": ["none"]})
+    reports = [{"epoch": 0, "knn_top1": 0.2}, {"epoch": 1, "knn_top1": 0.4, "loss": 3.0},
+               {"epoch": 1, "linear_val_top1": 0.5, "time_total_s": 9.0}]
+    rows = history_rows(run, "t0", reports)
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert rows[1]["knn_top1"] == 0.4 and rows[1]["loss"] == 3.0 and rows[1]["linear_val_top1"] == 0.5
+    evaluation = pd.DataFrame([
+        {"protocol": "linear", "split": "val", "features": "h", "task": "class", "top1": 0.5},
+        {"protocol": "linear_z", "split": "test", "features": "g2", "task": "class", "top1": 0.4},
+        {"protocol": "transform", "split": "val", "features": "h", "task": "rotation", "top1": 0.9}])
+    assert evaluation_columns(evaluation) == {"linear_val_top1": 0.5, "linear_z_test_top1": 0.4,
+                                              "transform_rotation_h_val_top1": 0.9}
+    with pytest.raises(ConfigError, match="protocols"):
+        raycl.sweep("projection_head", evaluate=["linear_probe"], storage_path="/nonexistent")

@@ -20,6 +20,8 @@ SCHEDULES = ("cosine", "step", "constant")
 RECIPES = ("simclr", "moco_v1", "moco_v2", "byol", "swav")  # raycl.data.augment
 COMPUTES = ("actors", "tasks")
 AUGMENT_BACKENDS = ("auto", "fused", "torch")  # raycl.data.augment
+# ops augment.remove can take out of a recipe (BYOL Table 17); "color" is jitter and grayscale
+REMOVABLE_OPS = ("flip", "jitter", "grayscale", "color", "blur", "solarize")  # raycl.data.augment
 TRANSFORM_TASKS = ("color", "rotation", "sobel", "noise")  # raycl.protocols
 
 
@@ -94,6 +96,7 @@ class AugmentConfig:
     small_crop_scale: tuple = (0.05, 0.14)
     color_strength: float = 0.5
     blur: bool = False
+    remove: tuple = ()  # ops taken out of every view, e.g. ("flip", "blur"): see REMOVABLE_OPS
     compute: str = "actors"  # "actors": an actor pool; "tasks": stateless tasks (no per-epoch start-up)
     # "auto": the compiled CPU kernel where it applies, else torch ops; "fused": the kernel or an
     # error; "torch": torch ops only. Same views either way.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from raycl.checks import (ConfigError, int_at_least, int_between, number_in, one_of, positive,
                           scale_range)
 from raycl.config.sections import (AUGMENT_BACKENDS, BACKBONES, COMPUTES, LR_SCALINGS, OPTIMIZERS,
-                                   RECIPES, SCHEDULES, SOURCES, TRANSFORM_TASKS)
+                                   RECIPES, REMOVABLE_OPS, SCHEDULES, SOURCES, TRANSFORM_TASKS)
 from raycl.methods import METHODS, method_spec
 
 if TYPE_CHECKING:
@@ -64,6 +64,10 @@ def _augment(cfg: "Config") -> None:
                               f"smaller than the large crops, augment.crop_size = {a.crop_size}")
         scale_range("augment.small_crop_scale", a.small_crop_scale)
     number_in("augment.color_strength", a.color_strength, 0.0, 2.0)
+    if not isinstance(a.remove, tuple):
+        raise ConfigError("augment.remove", a.remove, f"a tuple of ops from: {', '.join(REMOVABLE_OPS)}")
+    for op in a.remove:
+        one_of("augment.remove", op, REMOVABLE_OPS)
     one_of("augment.compute", a.compute, COMPUTES)
     one_of("augment.backend", a.backend, AUGMENT_BACKENDS)
     int_at_least("augment.actors", a.actors, 1)

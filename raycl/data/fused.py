@@ -34,6 +34,7 @@ import torch
 from raycl.data.augment.crop import resample_taps, size_pair
 from raycl.data.augment.functional import blur_kernel_size
 from raycl.data.augment.ops import Blur, Color, Crop, Flip, Grayscale, Solarize
+from raycl.runtime import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,6 @@ _SUPPORTED_AFTER_CROP = (Color, Grayscale, Blur, Solarize, Flip)
 
 class FusedUnavailable(RuntimeError):
     """The kernel could not be built or loaded here (no C compiler, unwritable cache...)."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("RAYCL_CACHE_DIR") or Path.home() / ".cache" / "raycl")
 
 
 def _cpu_key() -> str:

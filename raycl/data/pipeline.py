@@ -1,15 +1,18 @@
 """Ray Data pipelines: decoded, augmented views streamed to the trainers.
 
 The labelled training table is split (class-stratified, seeded) into a training part and a validation
-part. Three Ray datasets come out:
+part. Up to three Ray datasets come out:
 
 - ``train``: blocks of encoded images → :class:`AugmentActor` (an actor pool on CPU nodes, sized apart
   from the training workers) decodes them and draws the views; nothing is materialised per epoch.
   Ray Data rebuilds the actor pool every epoch, a fixed cost that dominates short epochs, so
-  ``augment.compute="tasks"`` runs the same :class:`Augmenter` as stateless tasks in reused workers
-  instead (the ``tiny`` preset).
+  ``augment.compute="tasks"`` runs the same augmenter (:mod:`raycl.data.augmenter`) as stateless
+  tasks in reused workers instead (the ``tiny`` preset).
 - ``knn_bank`` / ``knn_val``: decoded, centre-cropped images of the training and validation parts for
-  the kNN monitor (stateless decode tasks).
+  the kNN monitor. Up to :data:`IN_MEMORY_EVAL_BYTES` decoded, a set is decoded once by the driver
+  into the object store (an :class:`EvalSet`: each monitor then reads it without starting a Ray Data
+  execution, which costs seconds of task and actor start-up against a fraction of a second of
+  forward passes); above that it stays a Ray dataset, decoded by stateless tasks at every monitor.
 
 Each epoch is a new execution, so views are fresh. The epoch reaches the actors through a small
 :class:`EpochClock` actor that rank 0 advances before each epoch; every batch's generator is seeded from
@@ -18,9 +21,8 @@ Each epoch is a new execution, so views are fresh. The epoch reaches the actors 
 
 from __future__ import annotations
 
-import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -28,26 +30,12 @@ import ray
 import torch
 
 from raycl.config import Config
-from raycl.data.augment import make_views
-from raycl.data.sources import decode_images, load_table, stratified_split
-from raycl.runtime import keep_freed_memory
+from raycl.data.clock import EpochClock
+from raycl.data.sources import load_table, stratified_split
+from raycl.data.workers import AugmentActor, augment_task, decode_for_eval
 from raycl.seeding import derive_seed, numpy_rng
 
 log = logging.getLogger(__name__)
-
-
-@ray.remote(num_cpus=0)
-class EpochClock:
-    """Holds the current epoch so that augmentation actors can seed per epoch."""
-
-    def __init__(self) -> None:
-        self.epoch = 0
-
-    def set(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def get(self) -> int:
-        return self.epoch
 
 
 @dataclass
@@ -85,80 +73,6 @@ def _blocks(table: pa.Table, rows_per_block: int) -> list[pa.Table]:
     return [table.slice(i, rows_per_block) for i in range(0, table.num_rows, rows_per_block)]
 
 
-def batch_seed(seed: int, epoch: int, first_id: int) -> int:
-    """The seed of one batch's views in one epoch, independent of which actor processes it."""
-    return derive_seed(seed, "views", epoch, first_id)
-
-
-class Augmenter:
-    """Decode a batch of encoded images and draw its views (``view0``, ``view1``, …) as uint8 NCHW.
-
-    The generator of each batch is seeded from ``(seed, epoch, first row id)``: reproducible for a
-    fixed seed whatever actor or task runs the batch, and different every epoch.
-    """
-
-    def __init__(self, recipe: str, image_size: int, crop_size: int, color_strength: float,
-                 blur: bool, seed: int, scale: tuple | None = None, small_crops: int = 0,
-                 small_crop_size: int | None = None, small_crop_scale: tuple = (0.05, 0.14),
-                 backend: str = "auto"):
-        keep_freed_memory()  # batch-sized temporaries reuse heap blocks instead of fresh mmaps
-        # multi-crop: view0, view1 at crop_size, then view2 .. view{1+small_crops} at small_crop_size
-        self.views = make_views(recipe, size=crop_size, color_strength=color_strength, blur=blur,
-                                scale=scale, small_crops=small_crops, small_size=small_crop_size,
-                                small_scale=small_crop_scale, backend=backend)
-        self.image_size = image_size
-        self.seed = seed
-
-    def __call__(self, batch: dict[str, np.ndarray], epoch: int) -> dict[str, np.ndarray]:
-        generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, int(batch["id"][0])))
-        images = torch.from_numpy(decode_images(batch["image"], self.image_size))
-        out = {f"view{i}": view(images, generator).numpy() for i, view in enumerate(self.views)}
-        out["label"] = batch["label"]
-        out["id"] = batch["id"]
-        return out
-
-
-def _epoch(clock) -> int:
-    return ray.get(clock.get.remote()) if clock is not None else 0
-
-
-class AugmentActor:
-    """``map_batches`` actor: one :class:`Augmenter` per actor, the epoch read from the clock."""
-
-    def __init__(self, clock, threads: int = 1, **augmenter_kwargs):
-        torch.set_num_threads(max(1, threads))
-        self.augment = Augmenter(**augmenter_kwargs)
-        self.clock = clock
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.augment(batch, _epoch(self.clock))
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_augmenter(**kwargs) -> Augmenter:
-    return Augmenter(**kwargs)
-
-
-def augment_task(batch: dict[str, np.ndarray], clock, threads: int = 1, **augmenter_kwargs
-                 ) -> dict[str, np.ndarray]:
-    """``map_batches`` task version of :class:`AugmentActor` (worker processes are reused, and the
-    augmenter is cached in them, so there is no per-epoch actor start-up)."""
-    torch.set_num_threads(max(1, threads))
-    return _cached_augmenter(**augmenter_kwargs)(batch, _epoch(clock))
-
-
-def decode_for_eval(batch: dict[str, np.ndarray], image_size: int, crop_size: int
-                    ) -> dict[str, np.ndarray]:
-    """Decode and centre-crop (no augmentation): uint8 NCHW ``image`` and ``label``."""
-    images = decode_images(batch["image"], image_size)
-    if image_size < crop_size:
-        images = decode_images(images, crop_size)
-    top = (images.shape[1] - crop_size) // 2
-    left = (images.shape[2] - crop_size) // 2
-    images = images[:, top:top + crop_size, left:left + crop_size]
-    return {"image": np.ascontiguousarray(images.transpose(0, 3, 1, 2)), "label": batch["label"]}
-
-
 def train_dataset(table: pa.Table, cfg: Config, clock) -> ray.data.Dataset:
     """Augmented training stream (``view0``, ``view1`` and, with ``augment.small_crops = V``, the
     small views ``view2`` .. ``view{V+1}``), shuffled at block level each epoch.
@@ -179,7 +93,8 @@ def train_dataset(table: pa.Table, cfg: Config, clock) -> ray.data.Dataset:
                   threads=max(1, int(a.cpus_per_actor)),
                   scale=None if a.crop_scale is None else tuple(map(float, a.crop_scale)),
                   small_crops=int(a.small_crops), small_crop_size=int(a.small_crop_size),
-                  small_crop_scale=tuple(float(v) for v in a.small_crop_scale), backend=a.backend)
+                  small_crop_scale=tuple(float(v) for v in a.small_crop_scale),
+                  remove=tuple(a.remove), backend=a.backend)
     common = dict(batch_size=a.batch_size, batch_format="numpy", num_cpus=a.cpus_per_actor)
     if a.node_resource:
         common["resources"] = {a.node_resource: 0.001}
@@ -210,25 +125,74 @@ def knn_bank_table(train: pa.Table, cfg: Config) -> pa.Table:
     return train.take(keep)
 
 
+IN_MEMORY_EVAL_BYTES = 1 << 30
+
+
+@dataclass
+class EvalSet:
+    """A kNN set decoded once: uint8 ``[N, 3, S, S]`` images and int64 labels in the object store."""
+
+    images: ray.ObjectRef
+    labels: ray.ObjectRef
+    size: int
+
+    def batches(self, rank: int, world: int, batch_size: int):
+        """This rank's contiguous share of the set (shares differ by at most one image), in batches
+        of ``{"image", "label"}`` tensors."""
+        images, labels = ray.get([self.images, self.labels])  # zero-copy views of the object store
+        start, stop = rank * self.size // world, (rank + 1) * self.size // world
+        for i in range(start, stop, batch_size):
+            j = min(i + batch_size, stop)
+            yield {"image": torch.from_numpy(images[i:j].copy()),
+                   "label": torch.from_numpy(labels[i:j].copy())}
+
+
+def in_memory_eval_set(table: pa.Table, cfg: Config) -> EvalSet | None:
+    """``table`` decoded by this process into an :class:`EvalSet`, or None when its decoded images
+    would exceed :data:`IN_MEMORY_EVAL_BYTES` (it is then streamed as :func:`eval_dataset`)."""
+    crop = cfg.augment.crop_size
+    if table.num_rows * 3 * crop * crop > IN_MEMORY_EVAL_BYTES:
+        return None
+    batch = decode_for_eval({"image": table.column("image"), "label": table.column("label").to_numpy()},
+                            cfg.data.image_size, crop)
+    return EvalSet(ray.put(batch["image"]), ray.put(batch["label"].astype(np.int64)), table.num_rows)
+
+
 @dataclass
 class Pipelines:
     datasets: dict[str, ray.data.Dataset]
     num_train: int
     num_classes: int
     clock: object
+    # the kNN monitor's sets: an EvalSet, or None for the Ray dataset of that name
+    knn_sets: dict[str, EvalSet | None] = field(default_factory=dict)
+
+
+def quiet_data_context() -> None:
+    """No progress bars or execution banners from Ray Data: its executors run in Ray Train's
+    coordinator actors, where nobody sees them, and drawing them cost CPU every epoch."""
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
+    ctx.print_on_execution_start = False
 
 
 def build_pipelines(cfg: Config) -> Pipelines:
-    """Load, split and wrap the data as the three Ray datasets a training run streams."""
+    """Load, split and wrap the data as the Ray datasets (and kNN sets) a training run reads; the
+    trainer takes this process's DataContext with them (:func:`quiet_data_context`)."""
+    quiet_data_context()
     tables = load_split_tables(cfg)
     if tables.train.num_rows < cfg.train.batch_size:
         raise ValueError(f"train.batch_size = {cfg.train.batch_size} is larger than the "
                          f"{tables.train.num_rows} training images after the validation split")
     clock = EpochClock.remote()
     datasets = {"train": train_dataset(tables.train, cfg, clock)}
+    knn_sets: dict[str, EvalSet | None] = {}
     if cfg.eval.knn_every:
-        datasets["knn_bank"] = eval_dataset(knn_bank_table(tables.train, cfg), cfg)
-        datasets["knn_val"] = eval_dataset(tables.val, cfg)
+        for name, table in (("knn_bank", knn_bank_table(tables.train, cfg)), ("knn_val", tables.val)):
+            knn_sets[name] = in_memory_eval_set(table, cfg)
+            if knn_sets[name] is None:
+                datasets[name] = eval_dataset(table, cfg)
     log.info("data: %d training / %d validation images, %d classes", tables.train.num_rows,
              tables.val.num_rows, tables.num_classes)
-    return Pipelines(datasets, tables.train.num_rows, tables.num_classes, clock)
+    return Pipelines(datasets, tables.train.num_rows, tables.num_classes, clock, knn_sets)

@@ -15,6 +15,8 @@ int64 (``-1`` for unlabelled images).  Sources:
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import http.client
 import io
 import os
@@ -29,7 +31,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from raycl.data import synthetic
 from raycl.data.synthetic import CLASS_NAMES, make_images
+from raycl.runtime import cache_dir
 
 __all__ = [
     "SOURCES",
@@ -52,7 +56,6 @@ EMBEDDED_TEST_OFFSET = 1_000_000_000
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DOWNLOAD_TIMEOUT_S = 20.0
-DEFAULT_CACHE_DIR = Path("~/.cache/raycl")
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
@@ -113,7 +116,8 @@ def load_table(
         split: ``"train"`` or ``"test"`` (``stl10`` also accepts ``"unlabeled"``, labelled -1).
         path: ``parquet``: a ``.parquet`` file, a directory holding ``<split>.parquet``, or a
             path containing ``{split}``; ``folder``: the image folder's root; torchvision
-            sources: the dataset root (default ``~/.cache/raycl/<source>``).  Unused by ``embedded``.
+            sources: the dataset root (default ``<raycl.runtime.cache_dir()>/<source>``).
+            Unused by ``embedded``.
         image_size: side of the generated images (``embedded`` only).
         num_images: keep only the first ``num_images`` rows; ``embedded`` generates exactly
             that many (default 5000 for train, 1000 for test).
@@ -252,11 +256,31 @@ def _num_val(count: int, val_fraction: float) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
 def _load_embedded(split: str, image_size: int, num_images: int | None, seed: int) -> pa.Table:
+    """The embedded split, from the disk cache when an identical one was made before: generating
+    and encoding 4 000 images costs 1.5 s of CPU, which every trial of a sweep would pay again."""
     n = EMBEDDED_DEFAULT_SIZES[split] if num_images is None else num_images
+    file = _embedded_cache_file(split, image_size, n, seed)
+    with contextlib.suppress(OSError, pa.ArrowException):
+        return pq.read_table(file)
     start = EMBEDDED_TEST_OFFSET if split == "test" else 0
     images, labels = make_images(n, seed=seed, image_size=image_size, start=start)
-    return _table(encode_png(images), labels)
+    table = _table(encode_png(images), labels)
+    with contextlib.suppress(OSError):  # a read-only home only loses the cache
+        file.parent.mkdir(parents=True, exist_ok=True)
+        part = file.with_name(f"{file.name}.{os.getpid()}.part")
+        pq.write_table(table, part)
+        os.replace(part, file)  # atomic: a reader never sees half a file
+    return table
+
+
+def _embedded_cache_file(split: str, image_size: int, n: int, seed: int) -> Path:
+    """The cache file of one embedded split, named by its parameters and by the generator's source,
+    so that a changed generator never reads images made by an older one."""
+    code = hashlib.sha256(Path(synthetic.__file__).read_bytes() + b"png, compress_level=1")
+    return (cache_dir() / "embedded" /
+            f"{split}-{image_size}px-{n}-seed{seed}-{code.hexdigest()[:12]}.parquet")
 
 
 def _table(images: list[bytes], labels: Sequence[int] | np.ndarray) -> pa.Table:
@@ -369,7 +393,7 @@ def _load_folder(root: Path, split: str, seed: int) -> pa.Table:
 def _load_torchvision(
     source: str, split: str, path: str | os.PathLike | None, num_images: int | None, download: bool
 ) -> pa.Table:
-    root = Path(path).expanduser() if path is not None else DEFAULT_CACHE_DIR.expanduser() / source
+    root = Path(path).expanduser() if path is not None else cache_dir() / source
     dataset = _open_torchvision(source, split, root, download)
     if source == "stl10":
         images, labels = dataset.data.transpose(0, 2, 3, 1), np.asarray(dataset.labels)

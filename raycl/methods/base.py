@@ -106,3 +106,10 @@ class Method(nn.Module):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features h of uint8 or normalised images."""
         return self.backbone(self.normalize(images))
+
+    def view_features(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """Features h of all views, view-major: one backbone pass over the large views and one over
+        the small ones (multi-crop), so batch norm sees each resolution as one batch."""
+        large = self.spec.traits.views
+        return torch.cat([self.features(torch.cat(group)) for group in (views[:large], views[large:])
+                          if group])

@@ -4,13 +4,16 @@
         x1, x2 = aug(x), aug(x)           # two views (Ray Data actors)
         z = g(f(cat(x1, x2)))             # one pass: BN statistics over all 2N views (global BN)
         loss = nt_xent(z1, z2, τ)         # all-gathered: 2N·workers − 1 candidates per anchor
+
+With multi-crop (``augment.small_crops = V``, SwAV §4 applies it to SimCLR) the V small views are
+anchors too, each with the two large views of its image as positives (:func:`multi_crop_nt_xent`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from raycl.losses import nt_xent, topk_accuracy
+from raycl.losses import multi_crop_nt_xent, nt_xent, topk_accuracy
 from raycl.methods.base import Method
 from raycl.methods.spec import MethodSpec, Option, Traits, temperature
 
@@ -23,7 +26,8 @@ SPEC = MethodSpec(
     # τ: 0.5 in the CIFAR recipe (B.9), 0.1 on ImageNet; 0.2 learns fastest in a few CPU epochs
     defaults={"tiny": {"method.temperature": 0.2}, "cifar10": {"method.temperature": 0.5},
               "imagenet": {"method.temperature": 0.1}},
-    traits=Traits(needs_head=False),  # Fig. 8 compares no head with linear and non-linear ones
+    # Fig. 8 compares no head with linear and non-linear ones; SwAV's Table 3 adds multi-crop
+    traits=Traits(needs_head=False, multi_crop=True),
 )
 
 
@@ -43,8 +47,13 @@ class SimCLR(Method):
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         self.check_views(views)
-        z1, z2 = self.head(self.features(torch.cat(views))).chunk(2)
-        out = nt_xent(z1, z2, self.temperature, normalize=self.normalize_z)
-        acc = topk_accuracy(out.logits.detach(), out.targets)
+        b = views[0].shape[0]
+        z = self.head(self.view_features(views)).split(b)
+        if len(z) == 2:
+            out = nt_xent(z[0], z[1], self.temperature, normalize=self.normalize_z)
+        else:
+            out = multi_crop_nt_xent(list(z), self.temperature, normalize=self.normalize_z)
+        # the large views' anchors, comparable with and without multi-crop
+        acc = topk_accuracy(out.logits[:2 * b].detach(), out.targets[:2 * b])
         return {"loss": out.loss,
                 "pretext_top1": torch.tensor(acc[1]), "pretext_top5": torch.tensor(acc[5])}

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
@@ -23,6 +25,7 @@ SPEC = SIMCLR_SPEC.variant(
              *momentum_options(0.999)),
     defaults={"all": {"model.proj_depth": 3, "model.finetune_from": 1}},
     rules=(queue_holds_whole_batches,),
+    traits=dataclasses.replace(SIMCLR_SPEC.traits, multi_crop=False),  # its memory holds large views
 )
 
 

@@ -87,11 +87,7 @@ class SwAV(Method):
     def embed(self, views: list[torch.Tensor]) -> torch.Tensor:
         """L2-normalised embeddings of all views, large first (one backbone pass per resolution,
         one head pass over everything, as in the reference code)."""
-        large = self.backbone(self.normalize(torch.cat(views[:2])))
-        hs = [large]
-        if len(views) > 2:
-            hs.append(self.backbone(self.normalize(torch.cat(views[2:]))))
-        return F.normalize(self.head(torch.cat(hs)), dim=1)
+        return F.normalize(self.head(self.view_features(views)), dim=1)
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         self.check_views(views)

@@ -49,7 +49,7 @@ class FeatureActor:
         self.layers, self.image_size, self.crop_size = layers, image_size, crop_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from raycl.data.pipeline import decode_for_eval
+        from raycl.data.workers import decode_for_eval
 
         images = torch.from_numpy(decode_for_eval(batch, self.image_size, self.crop_size)["image"])
         feats = layer_outputs(self.method, images, self.layers)

@@ -52,7 +52,7 @@ class Session:
 
     def images(self, split: str) -> torch.Tensor:
         """Decoded, centre-cropped uint8 NCHW images of a split (decoded once)."""
-        from raycl.data.pipeline import decode_for_eval
+        from raycl.data.workers import decode_for_eval
 
         if split not in self._images:
             t = self.tables[split]

@@ -29,6 +29,9 @@ def add_sweep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", default=None, choices=["asha"],
                         help="stop weak trials early on the kNN monitor")
     parser.add_argument("--concurrency", type=int, default=None, help="trials at once (default: fit)")
+    parser.add_argument("--evaluate", default=None, metavar="P1,P2",
+                        help="protocols each trial runs after pre-training, e.g. linear,linear_z "
+                             "(default: the grid's)")
     parser.add_argument("--resume", action="store_true", help="continue the sweep of that name")
     parser.add_argument("--dry-run", action="store_true", help="print the cells; train nothing")
     parser.add_argument("--verbose", action="store_true", help="also show Tune's live trial table")
@@ -75,7 +78,8 @@ def run_grids(grids: Sequence[str], args: argparse.Namespace) -> int:
             result = sweep(grid, args.preset, args.seeds, storage_path=args.storage_path,
                            name=args.name if len(grids) == 1 else None, resume=args.resume,
                            scheduler=args.scheduler, overrides=overrides, concurrency=args.concurrency,
-                           verbose=args.verbose, only=only)
+                           verbose=args.verbose, only=only,
+                           evaluate=args.evaluate.split(",") if args.evaluate else None)
             print(summary(result))
     except (ConfigError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -90,7 +94,8 @@ def summary(result) -> str:
     if not len(trials):
         return "(no trials)"
     shown = [k for c in result.meta.get("cells", []) for k in (c["labels"] or c["values"])]
-    cols = ["key", *shown, "seed", "status", "epochs", "knn_top1", "best_knn_top1",
+    evaluated = [c for c in trials.columns if c.endswith("_val_top1")]
+    cols = ["key", *shown, "seed", "status", "epochs", "knn_top1", "best_knn_top1", *evaluated,
             *[c for c in trials.columns if c.startswith("paper_")]]
     cols = [c for c in dict.fromkeys(cols) if c in trials.columns]
     return trials[cols].to_string(index=False, float_format="%.3f")

@@ -39,6 +39,9 @@ class Grid:
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # the grid preset per scale
     reference_note: str = ""  # what the reference numbers measure
     finding: str = ""  # the paper's claim where it prints no numbers
+    # evaluation protocols (raycl.protocols) run in each trial after pre-training; their top-1
+    # accuracies become columns of trials.parquet (e.g. linear_val_top1)
+    evaluate: tuple[str, ...] = ()
 
 
 def _fixed(cells: list[Cell]) -> Callable[[str], list[Cell]]:
@@ -104,6 +107,24 @@ PROJECTION_HEAD = Grid(
     cells=_heads, presets={"tiny": {"train.epochs": 4}},
     finding="A non-linear head beats a linear one by ~3% and no head by >10%; the output dimension "
             "hardly matters; h beats g(h) by >10%. Printed as a plot only.",
+    evaluate=("linear", "linear_z"),  # a linear probe on h and on z = g(h)
+)
+
+
+def _v2_heads(preset: str) -> list[Cell]:
+    return [Cell({"model.proj_depth": depth, "model.finetune_from": keep},
+                 {"head_depth": depth, "finetune_from": "encoder" if keep == 0 else f"head layer {keep}"})
+            for depth in (2, 3, 4) for keep in range(depth)]
+
+
+SIMCLRV2_HEAD = Grid(
+    name="simclrv2_head", source="SimCLRv2 §2 and Fig. 4 (head depth × fine-tuning layer)",
+    method="simclrv2",
+    question="How deep a projection head, and fine-tune from which of its layers, with few labels?",
+    cells=_v2_heads, presets={"tiny": {"train.epochs": 4}},
+    finding="A deeper head helps semi-supervised fine-tuning; fine-tuning from the head's first "
+            "layer beats fine-tuning from the encoder output, most at 1% labels. Printed as plots.",
+    evaluate=("finetune10", "linear"),
 )
 
 _TABLE_B1 = {256: (57.5, 61.9, 64.7, 66.6), 512: (60.7, 64.0, 66.2, 67.8),
@@ -185,20 +206,57 @@ BYOL_TAU = Grid(
     presets={"tiny": {"train.epochs": 4}}, reference_note=IMAGENET_TOP1 + ", 300 epochs",
 )
 
+# (label, ops removed, (BYOL, SimCLR) top-1 or None): "colour" removes jitter and grayscale
+_TABLE17 = (("baseline", (), (72.5, 67.9)), ("no flip", ("flip",), (71.9, 67.3)),
+            ("no blur", ("blur",), (71.2, 65.2)), ("no colour", ("color",), (63.4, 45.7)),
+            ("no jitter", ("jitter",), (71.8, 63.7)), ("no grayscale", ("grayscale",), (70.3, 61.9)),
+            ("no solarize", ("solarize",), None),
+            ("crop only", ("flip", "color", "blur", "solarize"), (59.4, 40.3)),
+            ("crop + flip", ("color", "blur", "solarize"), (60.1, 40.2)),
+            ("crop + colour", ("flip", "blur", "solarize"), (70.7, 64.2)),
+            ("crop + blur", ("flip", "color", "solarize"), (61.1, 41.7)))
+
+BYOL_AUGMENTATIONS = Grid(
+    name="byol_augmentations", source="BYOL Table 17", method="byol",
+    question="What does removing each transformation cost? BYOL should need colour less than SimCLR.",
+    cells=_fixed([Cell({"method": m, "augment.remove": removed}, {"method": m, "augmentations": label},
+                       {"top1": top1[i]} if top1 else {})
+                  for label, removed, top1 in _TABLE17 for i, m in enumerate(("byol", "simclr"))]),
+    base={"augment.recipe": "byol"},  # both methods on BYOL's augmentations, as in the paper
+    presets={"tiny": {"train.epochs": 4}}, reference_note=IMAGENET_TOP1 + ", 300 epochs",
+)
+
 # --------------------------------------------------------------------------- SwAV
 def _multicrop(preset: str) -> list[Cell]:
-    small = (2, 6) if preset == "tiny" else (6,)
-    cells = [Cell({"augment.small_crops": 0}, {"crops": "2 large"}, {"top1": 70.1})]
-    cells += [Cell({"augment.small_crops": v}, {"crops": f"2 large + {v} small"},
-                   {"top1": 74.6} if v == 6 else {}) for v in small]
+    """Both methods with 2 large crops, with small crops added, and with smaller large crops plus
+    small ones at about the pixels (the compute) of the 2 large crops, as the paper compares."""
+    if preset == "imagenet":
+        crops = [(224, 0, None), (224, 6, None), (160, 4, "≈ compute of 2×224")]
+        small = 96
+    else:  # 32 px images
+        crops = [(32, 0, None), (32, 2, None), (32, 6, None), (24, 4, "≈ compute of 2×32")]
+        small = 16
+    cells = []
+    for method in ("swav", "simclr"):
+        for large, v, note in crops:
+            label = f"2×{large}" + (f" + {v}×{small}" if v else "") + (f" ({note})" if note else "")
+            reference = {}
+            if method == "swav" and large == 224:
+                reference = {"top1": 74.6 if v == 6 else 70.1}
+            cells.append(Cell({"method": method, "augment.crop_size": large, "augment.small_crops": v,
+                               "augment.small_crop_size": small},
+                              {"method": method, "crops": label}, reference))
     return cells
 
 
 SWAV_MULTICROP = Grid(
     name="swav_multicrop", source="SwAV Table 3 (multi-crop)", method="swav",
-    question="Two large crops against two large plus small crops.",
+    question="Two large crops against two large plus small crops, for SwAV and SimCLR; the last "
+             "cells trade large-crop pixels for small crops at about the same compute (their kNN "
+             "monitor runs at the smaller crop size).",
     cells=_multicrop, presets={"tiny": {"train.epochs": 4}},
     reference_note=IMAGENET_TOP1 + " (2×224 → 2×224 + 6×96)",
+    finding="Multi-crop helps every method by 2–4 points, clustering methods more than contrastive ones.",
 )
 
 SWAV_PROTOTYPES = Grid(
@@ -210,8 +268,9 @@ SWAV_PROTOTYPES = Grid(
 )
 
 GRIDS: dict[str, Grid] = {g.name: g for g in (
-    AUGMENTATION, COLOR_STRENGTH, TEMPERATURE, PROJECTION_HEAD, BATCH_SIZE, MOCO_MOMENTUM,
-    MOCOV2_ABLATION, MOCOV2_TEMPERATURE, BYOL_BATCH, BYOL_TAU, SWAV_MULTICROP, SWAV_PROTOTYPES)}
+    AUGMENTATION, COLOR_STRENGTH, TEMPERATURE, PROJECTION_HEAD, SIMCLRV2_HEAD, BATCH_SIZE,
+    MOCO_MOMENTUM, MOCOV2_ABLATION, MOCOV2_TEMPERATURE, BYOL_BATCH, BYOL_TAU, BYOL_AUGMENTATIONS,
+    SWAV_MULTICROP, SWAV_PROTOTYPES)}
 
 
 def get_grid(name: str) -> Grid:

@@ -25,8 +25,8 @@ from ray import tune
 from raycl.config import Config, from_overrides
 from raycl.sweeps.grids import Grid, get_grid
 from raycl.sweeps.plan import PlannedRun, plan
-from raycl.sweeps.tables import (SweepResult, history_rows, load_sweep, trial_row, write_meta,
-                                write_tables)
+from raycl.sweeps.tables import (SweepResult, evaluation_columns, history_rows, load_sweep, trial_row,
+                                write_meta, write_tables)
 from raycl.train import build_trainer, ensure_ray
 from raycl.train.trainer import augment_cpus, run_cpus
 
@@ -40,8 +40,13 @@ def max_concurrent(cfg: Config, cluster_cpus: float) -> int:
     return max(1, int(math.floor((cluster_cpus - 1) / run_cpus(cfg) + 1e-9)))
 
 
-def run_trial(config: dict, runs: Mapping[str, Mapping[str, Any]], runs_dir: str) -> None:
-    """Tune trainable: the run ``config["run"]`` under the trial's id, reporting every epoch."""
+def run_trial(config: dict, runs: Mapping[str, Mapping[str, Any]], runs_dir: str,
+              protocols: Sequence[str] = ()) -> None:
+    """Tune trainable: the run ``config["run"]`` under the trial's id, reporting every epoch, then
+    the evaluation ``protocols`` on its last checkpoint, reported with the last epoch.
+
+    The protocols run in this process once the run's workers have released their CPUs, so they
+    use the CPUs the concurrency cap kept for this trial."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_id = tune.get_context().get_trial_id()
@@ -50,7 +55,13 @@ def run_trial(config: dict, runs: Mapping[str, Mapping[str, Any]], runs_dir: str
     data = ray.data.DataContext.get_current()
     data.execution_options.resource_limits = data.execution_options.resource_limits.copy(
         cpu=max(1.0, augment_cpus(cfg)))
-    build_trainer(cfg, callbacks=[TuneReportCallback()]).trainer.fit()
+    result = build_trainer(cfg, callbacks=[TuneReportCallback()]).trainer.fit()
+    if protocols and result.checkpoint is not None:
+        from raycl.protocols import evaluate
+
+        rows = evaluate(result.checkpoint.path, protocols, verbose=False, use_ray=False)
+        # with the last epoch's metrics: Tune expects its metric in every result
+        tune.report({**result.metrics, **evaluation_columns(rows)})
 
 
 class _Tables(tune.Callback):
@@ -111,7 +122,8 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
           storage_path: str = "raycl_sweeps", name: str | None = None, resume: bool = False,
           scheduler: str | None = None, overrides: Mapping[str, Any] | None = None,
           concurrency: int | None = None, verbose: bool = False,
-          only: Mapping[str, Sequence[Any]] | None = None) -> SweepResult:
+          only: Mapping[str, Sequence[Any]] | None = None,
+          evaluate: Sequence[str] | None = None) -> SweepResult:
     """Run ``grid`` (a name from :data:`raycl.sweeps.GRIDS` or a :class:`Grid`) at ``preset`` for
     ``seeds`` (a count or a list) and return its tables (:func:`load_sweep`).
 
@@ -121,10 +133,15 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
     trials are kept, unfinished and errored ones continue from their last checkpoint.
     ``scheduler="asha"`` stops weak trials early on the kNN monitor. ``overrides`` apply to every
     cell; ``only`` runs a slice of the grid (:func:`raycl.sweeps.plan`); ``concurrency`` caps the
-    trials run at once (default: what the cluster's CPUs carry).
+    trials run at once (default: what the cluster's CPUs carry). ``evaluate`` names the protocols
+    (:mod:`raycl.protocols`) each trial runs after pre-training (default: the grid's, e.g. a linear
+    probe on h and on g(h) for ``projection_head``); their top-1 are columns of ``trials.parquet``.
     The console shows one line per finished trial; ``verbose=True`` adds Tune's live trial table.
     """
+    from raycl.protocols import parse_protocols
+
     grid = get_grid(grid) if isinstance(grid, str) else grid
+    protocols = [p.name for p in parse_protocols(evaluate)] if evaluate else list(grid.evaluate)
     runs = plan(grid, preset, seeds, overrides, only)
     todo = [r for r in runs if r.skip is None]
     if not todo:
@@ -139,13 +156,13 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
     # a local Ray that raycl starts is sized for as many trials as the machine's cores carry
     ensure_ray(first, verbose, runs=concurrency or max(1, int((os.cpu_count() or 1) // run_cpus(first))))
     limit = concurrency or max_concurrent(first, ray.cluster_resources().get("CPU", 1))
-    write_meta(path, _meta(grid, preset, runs, overrides, only, limit))
+    write_meta(path, _meta(grid, preset, runs, overrides, only, limit, protocols))
     print(f"[raycl] sweep {grid.name} ({grid.source}) at preset {preset}: {len(todo)} trials "
           f"({len(runs) - len(todo)} skipped), up to {limit} at a time", flush=True)
 
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, runs={r.key: dict(r.overrides) for r in todo},
-                             runs_dir=os.path.join(path, RUNS_DIR)),
+                             runs_dir=os.path.join(path, RUNS_DIR), protocols=protocols),
         {"cpu": 0, "memory": 1})  # the trial holds nothing: its workers have their own group
     tables = _Tables(path, runs)
     if resume and tune.Tuner.can_restore(path):
@@ -216,7 +233,8 @@ def _final_tables(path: str, runs: list[PlannedRun], results) -> None:
     write_tables(path, rows, history)
 
 
-def _meta(grid: Grid, preset: str, runs: list[PlannedRun], overrides, only, limit: int) -> dict[str, Any]:
+def _meta(grid: Grid, preset: str, runs: list[PlannedRun], overrides, only, limit: int,
+          protocols: list[str]) -> dict[str, Any]:
     import torch
 
     import raycl
@@ -226,7 +244,7 @@ def _meta(grid: Grid, preset: str, runs: list[PlannedRun], overrides, only, limi
             "overrides": dict(overrides or {}), "only": dict(only or {}),
             "grid_preset": dict(grid.presets.get(preset, {})),
             "reference_note": grid.reference_note, "finding": grid.finding,
-            "max_concurrent_trials": limit,
+            "max_concurrent_trials": limit, "evaluate": protocols,
             "cells": [{"key": r.key, "values": dict(r.spec.values), "labels": dict(r.spec.labels),
                        "reference": dict(r.spec.reference), "skip": r.skip} for r in runs],
             "versions": {"raycl": raycl.__version__, "ray": ray.__version__, "torch": torch.__version__,

@@ -45,14 +45,28 @@ def metrics_of(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def history_rows(run: PlannedRun, trial_id: str, results: list[Mapping[str, Any]]) -> list[dict]:
-    """One row per epoch; an epoch reported twice (redone after a restore) keeps its last report."""
+    """One row per epoch; an epoch reported twice (redone after a restore, or followed by the
+    trial's evaluation results) keeps the last value of every metric."""
     by_epoch: dict[Any, dict] = {}
     for r in results:
         m = metrics_of(r)
         if "epoch" in m:
             by_epoch[m["epoch"]] = {"trial_id": trial_id, "key": run.key, "cell": run.cell,
-                                    "seed": run.seed, **m, "trial_time_s": r.get("time_total_s")}
+                                    "seed": run.seed, **by_epoch.get(m["epoch"], {}), **m,
+                                    "trial_time_s": r.get("time_total_s")}
     return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def evaluation_columns(rows) -> dict[str, float]:
+    """An evaluation table (:func:`raycl.evaluate`) as flat columns: ``<protocol>[_<task>
+    _<features>]_<split>_top1`` (task and features only where a protocol has several)."""
+    out = {}
+    for r in rows.to_dict("records"):
+        parts = [r["protocol"]]
+        if r.get("task", "class") != "class":
+            parts += [r["task"], r["features"]]
+        out["_".join([*parts, r["split"], "top1"])] = float(r["top1"])
+    return out
 
 
 def trial_row(run: PlannedRun, trial_id: str | None, status: str, history: list[dict],

@@ -22,6 +22,7 @@ from torch import nn
 
 from raycl import distributed
 from raycl.config import Config
+from raycl.data.pipeline import EvalSet
 from raycl.knn import knn_accuracy
 from raycl.methods.base import Method, Progress
 from raycl.optim import build_optimizer, set_lr
@@ -53,10 +54,10 @@ def train_loop(loop_config: dict) -> None:
         # and rank-local buffers (SwAV's queue part) must not be synced
         warnings.filterwarnings("ignore", ".*broadcast_buffers.* is deprecated", FutureWarning)
         model = ray.train.torch.prepare_model(method, parallel_strategy_kwargs={"broadcast_buffers": False})
-    knn = "knn_val" in loop_config["datasets"]
+    knn = bool(loop_config["knn_sets"])
 
     def monitor() -> dict[str, float]:
-        return knn_monitor(method, cfg, loop_config["num_classes"], device)
+        return knn_monitor(method, cfg, loop_config["num_classes"], loop_config["knn_sets"], device)
 
     if start_epoch == 0 and knn and cfg.eval.knn_at_init:
         row = {"epoch": 0, **monitor()}
@@ -116,26 +117,34 @@ def run_epoch(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer
 
 
 @torch.no_grad()
-def extract_features(method: Method, batches: Iterable[dict[str, torch.Tensor]]
+def extract_features(method: Method, batches: Iterable[dict[str, torch.Tensor]], device
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backbone features and labels of this worker's shard, gathered from every worker."""
+    """Backbone features and labels of this worker's share, gathered from every worker."""
     feats, labels = [], []
     for batch in batches:
-        feats.append(method.features(batch["image"]))
-        labels.append(batch["label"])
-    return (distributed.gather_nograd(torch.cat(feats)),
-            distributed.gather_nograd(torch.cat(labels)))
+        feats.append(method.features(batch["image"].to(device)))
+        labels.append(batch["label"].to(device))
+    return (distributed.gather_uneven(torch.cat(feats)),
+            distributed.gather_uneven(torch.cat(labels)))
 
 
-def knn_monitor(method: Method, cfg: Config, num_classes: int, device) -> dict[str, float]:
+def knn_batches(name: str, eval_set: EvalSet | None, batch_size: int, device):
+    """This worker's share of a kNN set: from the object store, or its Ray dataset's shard."""
+    if eval_set is not None:
+        return eval_set.batches(distributed.rank(), distributed.world_size(), batch_size)
+    return ray.train.get_dataset_shard(name).iter_torch_batches(batch_size=batch_size, device=device)
+
+
+def knn_monitor(method: Method, cfg: Config, num_classes: int, knn_sets: dict[str, EvalSet | None],
+                device) -> dict[str, float]:
     """Weighted kNN accuracy of the validation split against the training bank."""
     was_training = method.training
     method.eval()
     bs = cfg.augment.batch_size
-    bank, bank_y = extract_features(method, ray.train.get_dataset_shard("knn_bank")
-                                    .iter_torch_batches(batch_size=bs, device=device))
-    val, val_y = extract_features(method, ray.train.get_dataset_shard("knn_val")
-                                  .iter_torch_batches(batch_size=bs, device=device))
+    bank, bank_y = extract_features(method, knn_batches("knn_bank", knn_sets["knn_bank"], bs, device),
+                                    device)
+    val, val_y = extract_features(method, knn_batches("knn_val", knn_sets["knn_val"], bs, device),
+                                  device)
     method.train(was_training)
     return knn_accuracy(val, val_y, bank, bank_y, num_classes, cfg.eval.knn_k,
                         cfg.eval.knn_temperature)

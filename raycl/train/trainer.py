@@ -24,6 +24,7 @@ from raycl.data.pipeline import Pipelines, build_pipelines
 from raycl.train.loop import train_loop
 
 log = logging.getLogger(__name__)
+IDLE_WORKERS = 8  # at least this many idle worker processes kept by a local Ray raycl starts
 
 
 @dataclass
@@ -63,7 +64,7 @@ def build_trainer(cfg: Config, callbacks: Sequence = ()) -> Trainer:
         train_loop,
         train_loop_config={"config": cfg.to_dict(), "clock": pipes.clock,
                            "num_train": pipes.num_train, "num_classes": pipes.num_classes,
-                           "datasets": sorted(pipes.datasets)},
+                           "knn_sets": pipes.knn_sets},
         scaling_config=ScalingConfig(num_workers=cfg.train.workers, use_gpu=cfg.train.use_gpu,
                                      resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
         run_config=RunConfig(name=cfg.name, storage_path=cfg.storage_path,
@@ -94,8 +95,11 @@ def ensure_ray(cfg: Config, verbose: bool = False, runs: int = 1) -> None:
     person wants to read: one line per epoch or per trial)."""
     if ray.is_initialized():
         return
+    quiet = {} if verbose else {"logging_level": logging.WARNING}  # "Started a local Ray instance"
+    if not verbose:
+        _quiet_token_notice()
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=verbose)
+        ray.init(log_to_driver=verbose, **quiet)
         return
     # plus one whole CPU for Ray Data's read and decode tasks (on a 2-core machine fractional
     # reservations otherwise deadlock)
@@ -104,4 +108,22 @@ def ensure_ray(cfg: Config, verbose: bool = False, runs: int = 1) -> None:
     if num_cpus > (os.cpu_count() or 1):
         log.info("starting local Ray with %d logical CPUs on %d cores (the run reserves %.1f)",
                  num_cpus, os.cpu_count(), need)
-    ray.init(num_cpus=num_cpus, log_to_driver=verbose)
+    # idle task workers are kept (Ray keeps as many as it has CPUs) so that the augmentation tasks
+    # of the next epoch or the next trial reuse a process instead of starting one, which costs
+    # about 2 s of CPU (Python, Ray, torch) each
+    idle = max(IDLE_WORKERS, 2 * num_cpus)
+    ray.init(num_cpus=num_cpus, log_to_driver=verbose, _system_config={"num_workers_soft_limit": idle},
+             **quiet)
+
+
+class _DropTokenNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Token authentication is enabled" not in record.getMessage()
+
+
+def _quiet_token_notice() -> None:
+    """Ray's notice that a local cluster uses token authentication (its default, and raycl's) goes
+    unprinted; every other warning of that logger stays."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _DropTokenNotice) for f in logger.filters):
+        logger.addFilter(_DropTokenNotice())

@@ -61,6 +61,7 @@ from raycl.data.augment.ops import (
 from raycl.data.augment.recipes import (
     DEFAULT_CROP_SCALES,
     RECIPES,
+    REMOVABLE_OPS,
     default_crop_scale,
     default_small_size,
     make_views,
@@ -70,6 +71,7 @@ from raycl.data.augment.views import BACKENDS, ViewPipeline
 __all__ = [
     "OPS",
     "RECIPES",
+    "REMOVABLE_OPS",
     "ViewPipeline",
     "BACKENDS",
     "make_views",

@@ -12,11 +12,13 @@ import math
 
 import numpy as np
 
-from raycl.config import RECIPES
-from raycl.data.augment.ops import OPS, Blur, Color, Crop, Grayscale, Solarize, make_op, unknown_choice_error
+from raycl.config import RECIPES, REMOVABLE_OPS
+from raycl.data.augment.ops import (OPS, Blur, Color, Crop, Flip, Grayscale, Solarize, make_op,
+                                    unknown_choice_error)
 from raycl.data.augment.views import ViewPipeline
 
-__all__ = ["DEFAULT_CROP_SCALES", "RECIPES", "default_crop_scale", "default_small_size", "make_views"]
+__all__ = ["DEFAULT_CROP_SCALES", "RECIPES", "REMOVABLE_OPS", "default_crop_scale", "default_small_size",
+           "make_views"]
 
 _PAIR_PREFIX = "pair:"
 _RECIPE_CHOICES = [*RECIPES, "pair:a,b"]  # what error messages list
@@ -68,6 +70,7 @@ def make_views(
     small_crops: int = 0,
     small_size: int | None = None,
     small_scale: tuple[float, float] = (0.05, 0.14),
+    remove: tuple[str, ...] = (),
     backend: str = "auto",
     **kwargs,
 ) -> list[ViewPipeline]:
@@ -107,6 +110,10 @@ def make_views(
     antialias as the large crop); every other op (colour, blur, ...) is
     view 0's, so e.g. its blur kernel follows the small side.
 
+    ``remove`` takes ops out of every view (BYOL Table 17), from :data:`REMOVABLE_OPS`: ``flip``,
+    ``jitter`` (colour jitter), ``grayscale``, ``color`` (both), ``blur``, ``solarize``. An op the
+    recipe does not have is not an error (a grid removes the same ops from several recipes).
+
     ``backend``: how the pipelines run on CPU (:data:`BACKENDS`).
     """
     allowed_kwargs = {"scale", "ratio", "flip", "antialias"}
@@ -141,7 +148,7 @@ def make_views(
             antialias=kwargs.get("antialias", True),
         )
 
-    views = _large_views(recipe, size, s, blur, crop)
+    views = _without(_large_views(recipe, size, s, blur, crop), remove)
     if small_crops:
         base = views[0].ops
         crops = [op for op in base if isinstance(op, Crop)]
@@ -150,6 +157,34 @@ def make_views(
         ops = [small] + [_resized(op, int(small_size)) for op in base[1:]]
         views += [ViewPipeline(ops) for _ in range(int(small_crops))]
     return [ViewPipeline(view.ops, view.chunk_size, backend) for view in views]  # checks backend
+
+
+def _without(views: list[ViewPipeline], remove) -> list[ViewPipeline]:
+    """``views`` with the ops named in ``remove`` taken out (a flip or a colour coin set to 0)."""
+    unknown = [name for name in remove if name not in REMOVABLE_OPS]
+    if isinstance(remove, str) or unknown:
+        raise ValueError(f"remove must be a tuple of ops from {', '.join(REMOVABLE_OPS)}, got {remove!r}")
+    drop = set(remove) | ({"jitter", "grayscale"} if "color" in remove else set())
+    dropped = tuple(cls for cls, name in ((Flip, "flip"), (Grayscale, "grayscale"), (Blur, "blur"),
+                                          (Solarize, "solarize")) if name in drop)
+    out = []
+    for view in views:
+        ops = []
+        for op in view.ops:
+            if isinstance(op, dropped):
+                continue
+            if isinstance(op, Crop) and "flip" in drop:
+                op = copy.copy(op)
+                op.flip = 0.0
+            if isinstance(op, Color) and drop & {"jitter", "grayscale"}:
+                op = copy.copy(op)
+                op.p = 0.0 if "jitter" in drop else op.p
+                op.gray_p = 0.0 if "grayscale" in drop else op.gray_p
+                if op.p == 0 and op.gray_p == 0:
+                    continue
+            ops.append(op)
+        out.append(ViewPipeline(ops, view.chunk_size))
+    return out
 
 
 def _resized(op, size: int):
