@@ -6,7 +6,8 @@ import ray
 
 from raycl.config import preset
 from raycl.data.clock import EpochClock
-from raycl.data.pipeline import build_pipelines, in_memory_eval_set, load_split_tables, train_dataset
+from raycl.data.pipeline import (build_pipelines, in_memory_eval_set, knn_bank_table, load_split_tables,
+                                 train_dataset)
 from raycl.data.sources import load_table
 from raycl.data.workers import decode_for_eval
 
@@ -68,11 +69,14 @@ def test_eval_decode_centre_crops_to_view_size():
 
 
 def test_knn_sets_are_decoded_once_and_shared_between_ranks(ray_local, monkeypatch):
-    cfg = preset("tiny").override({"data.num_images": 300, "data.image_size": 40})
+    cfg = preset("tiny").override({"data.num_images": 300, "data.image_size": 40,
+                                   "eval.knn_bank_size": 31})  # 31 rows: uneven shares
     tables = load_split_tables(cfg)
-    eval_set = in_memory_eval_set(tables.val, cfg)
-    expected = decode_for_eval({"image": tables.val.column("image"),
-                                "label": tables.val.column("label").to_numpy()}, 40, 32)
+    bank = knn_bank_table(tables.train, cfg)
+    eval_set = in_memory_eval_set(bank, cfg)
+    assert eval_set.size == 31
+    expected = decode_for_eval({"image": bank.column("image"),
+                                "label": bank.column("label").to_numpy()}, 40, 32)
     for world in (1, 2, 3):  # every image once, in order, over the ranks' shares
         shares = [list(eval_set.batches(rank, world, batch_size=7)) for rank in range(world)]
         sizes = [sum(len(b["label"]) for b in share) for share in shares]
