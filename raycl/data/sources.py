@@ -15,7 +15,6 @@ int64 (``-1`` for unlabelled images).  Sources:
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import http.client
 import io
@@ -256,7 +255,6 @@ def _num_val(count: int, val_fraction: float) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4)
 def _load_embedded(split: str, image_size: int, num_images: int | None, seed: int) -> pa.Table:
     """The embedded split, from the disk cache when an identical one was made before: generating
     and encoding 4 000 images costs 1.5 s of CPU, which every trial of a sweep would pay again."""
