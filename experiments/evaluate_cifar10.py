@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--method", default="simclr")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--images", type=int, default=10_000, help="training images (first N rows)")
+    parser.add_argument("--images", type=int, default=10_000, help="training images (class-balanced)")
     parser.add_argument("--test-images", type=int, default=2_000)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--protocols", nargs="+",

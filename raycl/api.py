@@ -12,6 +12,7 @@ import pandas as pd
 import ray.train
 
 from raycl import results
+from raycl.data.decode import BadImageError
 from raycl.config import Config, from_overrides
 from raycl.train import STATE_FILE, build_trainer, ensure_ray, with_run_name
 from raycl.train.progress import ProgressPrinter
@@ -75,10 +76,15 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
             checkpoint = built.trainer.fit().checkpoint
         except ray.train.TrainingFailedError as exc:  # keep what the run saved before failing
             error, checkpoint = exc, None
+        _say_bad_images(built.pipelines.clock)
     checkpoint_path = checkpoint.path if checkpoint is not None else _latest_checkpoint(run_dir)
     history = results.history_from_checkpoint(checkpoint_path) if checkpoint_path else []
     out = results.write_run(run_dir, cfg, history)
     if error is not None:
+        bad = _bad_image(error)
+        if bad is not None:  # say which file, not Ray's wrapped traceback
+            raise BadImageError(f"raycl run {cfg.name} stopped at an undecodable image (data.on_bad_image="
+                                f"'fail'): {bad}") from error
         raise RuntimeError(f"raycl run {cfg.name} failed; its history so far is in {run_dir}") from error
     final = {k: (v.item() if hasattr(v, "item") else v)
              for k, v in out.iloc[-1].items() if pd.notna(v)} if len(out) else {}
@@ -89,6 +95,27 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
         evaluation = run_protocols(checkpoint_path, evaluate, path=run_dir)
     print(f"[raycl] results in {run_dir}", flush=True)
     return RunResult(final, out, checkpoint_path, run_dir, cfg, evaluation)
+
+
+def _bad_image(error: BaseException) -> BadImageError | None:
+    """The undecodable image that stopped a run's workers, if that is why it failed."""
+    for failure in (getattr(error, "worker_failures", None) or {}).values():
+        seen = failure
+        while seen is not None:
+            cause = getattr(seen, "cause", None)  # a RayTaskError's original exception
+            for candidate in (cause, seen):
+                if isinstance(candidate, BadImageError):
+                    return BadImageError(str(candidate.args[0]) if candidate.args else str(candidate))
+            seen = seen.__cause__
+    return None
+
+
+def _say_bad_images(clock) -> None:
+    """One line naming a few of the images the run skipped because they could not be decoded."""
+    count, examples = ray.get(clock.bad_images.remote())
+    if count:
+        print(f"[raycl] skipped {count} undecodable image(s), e.g. {', '.join(examples)} "
+              "(data.on_bad_image='fail' stops at the first instead)", flush=True)
 
 
 def _check_run_dir(run_dir: str, resume: bool) -> None:

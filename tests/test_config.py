@@ -199,3 +199,10 @@ def test_torch_side_tables_agree_with_the_config_names():
     assert tuple(optim.OPTIMIZER_FACTORIES) == config.OPTIMIZERS
     assert (augment.RECIPES, augment.BACKENDS) == (config.RECIPES, config.AUGMENT_BACKENDS)
     assert tuple(TRANSFORM_CLASSES) == config.TRANSFORM_TASKS
+
+
+def test_data_side_tables_agree_with_the_config_names():
+    from raycl.config.sections import ON_BAD_IMAGE, SOURCES
+    from raycl.data import decode, sources
+
+    assert (sources.SOURCES, decode.ON_BAD_IMAGE) == (SOURCES, ON_BAD_IMAGE)

@@ -22,11 +22,10 @@ from raycl.data.sources import (
     SOURCES,
     DataUnavailableError,
     class_names,
-    decode_images,
-    encode_png,
     load_table,
-    stratified_split,
 )
+from raycl.data.decode import decode_images, encode_png
+from raycl.data.listing import hashed_split
 from raycl.data.synthetic import CLASS_NAMES, make_images, make_labels
 
 CIFAR_TEST = Path("/work/shared/datasets/cifar10/test.parquet")
@@ -218,8 +217,11 @@ def test_folder_round_trip_with_and_without_split_dirs(tmp_path):
         assert table.num_rows == 15
         assert dict(zip(table.column("image").to_pylist(), table.column("label").to_pylist())) == expected
         assert class_names("folder", path=root) == ("apple", "mango", "zebra")
-    first = load_table("folder", "train", path=tmp_path / "flat", num_images=6, seed=1)
-    assert first == load_table("folder", "train", path=tmp_path / "flat", seed=1).slice(0, 6)
+    subset = load_table("folder", "train", path=tmp_path / "flat", num_images=6, seed=1)
+    assert np.bincount(subset.column("label").to_numpy()).tolist() == [2, 2, 2]  # class-balanced
+    assert set(subset.column("image").to_pylist()) <= set(expected)
+    assert subset == load_table("folder", "train", path=tmp_path / "flat", num_images=6, seed=1)
+    assert subset != load_table("folder", "train", path=tmp_path / "flat", num_images=6, seed=2)
 
 
 def test_folder_missing_split_and_empty_folder_are_rejected(tmp_path):
@@ -333,33 +335,42 @@ def test_encode_png_is_lossless():
     np.testing.assert_array_equal(decode_images(encode_png(images), 32), images)
 
 
-# --- stratified_split --------------------------------------------------------------------------
+# --- hashed_split --------------------------------------------------------------------------
 
 
-def test_stratified_split_is_stratified_disjoint_and_covering():
+def _keys(n: int) -> list[str]:
+    return [f"class/{i:05d}.jpg" for i in range(n)]
+
+
+def test_hashed_split_is_stratified_disjoint_and_covering():
     labels = np.repeat(np.arange(4), [10, 20, 3, 2])
-    train, val = stratified_split(labels, 0.3, seed=0)
+    train, val = hashed_split(_keys(len(labels)), labels, 0.3, seed=0)
     assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(len(labels)))
     assert not set(train) & set(val)
     assert np.all(np.diff(train) > 0) and np.all(np.diff(val) > 0)
     np.testing.assert_array_equal(np.bincount(labels[val], minlength=4), [3, 6, 1, 1])
 
 
-def test_stratified_split_depends_only_on_seed():
+def test_hashed_split_depends_only_on_keys_and_seed():
     labels = make_labels(200)
-    first = stratified_split(labels, 0.2, seed=7)
-    again = stratified_split(labels, 0.2, seed=7)
-    other = stratified_split(labels, 0.2, seed=8)
+    keys = np.array(_keys(200), dtype=object)
+    first = hashed_split(keys, labels, 0.2, seed=7)
+    again = hashed_split(keys, labels, 0.2, seed=7)
+    other = hashed_split(keys, labels, 0.2, seed=8)
     np.testing.assert_array_equal(first[1], again[1])
     assert not np.array_equal(first[1], other[1])
+    # the same images listed in another order land in the same splits
+    order = np.random.default_rng(0).permutation(200)
+    shuffled = hashed_split(keys[order], labels[order], 0.2, seed=7)
+    assert set(keys[order][shuffled[1]]) == set(keys[first[1]])
 
 
-def test_stratified_split_zero_fraction_keeps_everything_in_train():
-    train, val = stratified_split(np.array([0, 1, 1]), 0.0, seed=0)
+def test_hashed_split_zero_fraction_keeps_everything_in_train():
+    train, val = hashed_split(_keys(3), np.array([0, 1, 1]), 0.0, seed=0)
     assert train.tolist() == [0, 1, 2] and val.size == 0
 
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5])
-def test_stratified_split_rejects_bad_fraction(fraction):
+def test_hashed_split_rejects_bad_fraction(fraction):
     with pytest.raises(ValueError, match=rf"val_fraction={fraction}"):
-        stratified_split(np.zeros(10, dtype=int), fraction, seed=0)
+        hashed_split(_keys(10), np.zeros(10, dtype=int), fraction, seed=0)

@@ -6,7 +6,7 @@ import ray
 
 from raycl.config import preset
 from raycl.data.clock import EpochClock
-from raycl.data.pipeline import (build_pipelines, in_memory_eval_set, knn_bank_table, load_split_tables,
+from raycl.data.pipeline import (build_pipelines, in_memory_eval_set, knn_bank_rows, load_split_listings,
                                  train_dataset)
 from raycl.data.sources import load_table
 from raycl.data.workers import decode_for_eval
@@ -21,7 +21,7 @@ def _views_by_id(ds) -> dict[int, np.ndarray]:
 
 def test_views_differ_between_epochs_and_repeat_for_a_seed(ray_local):
     cfg = preset("tiny").override({"data.num_images": 120, "augment.batch_size": 32})
-    tables = load_split_tables(cfg)
+    tables = load_split_listings(cfg)
     clock = EpochClock.remote()
     ds = train_dataset(tables.train, cfg, clock)
     epoch0 = _views_by_id(ds)
@@ -40,7 +40,7 @@ def test_views_differ_between_epochs_and_repeat_for_a_seed(ray_local):
 
 def test_actor_pool_and_tasks_draw_the_same_views(ray_local):
     cfg = preset("tiny").override({"data.num_images": 80, "augment.batch_size": 16})
-    tables = load_split_tables(cfg)
+    tables = load_split_listings(cfg)
     by_actors = _views_by_id(train_dataset(tables.train, cfg.override({"augment.compute": "actors"}),
                                            EpochClock.remote()))
     by_tasks = _views_by_id(train_dataset(tables.train, cfg.override({"augment.compute": "tasks"}),
@@ -51,13 +51,13 @@ def test_actor_pool_and_tasks_draw_the_same_views(ray_local):
 
 def test_split_is_stratified_and_disjoint_from_test():
     cfg = preset("tiny").override({"data.num_images": 200})
-    tables = load_split_tables(cfg, with_test=True)
+    tables = load_split_listings(cfg, with_test=True)
     assert tables.train.num_rows + tables.val.num_rows == 200
-    val_labels = np.bincount(tables.val.column("label").to_numpy(), minlength=10)
+    val_labels = np.bincount(tables.val.labels, minlength=10)
     assert (val_labels == 2).all()
-    train_images = set(tables.train.column("image").to_pylist())
-    assert not train_images & set(tables.val.column("image").to_pylist())
-    assert not train_images & set(tables.test.column("image").to_pylist())
+    train_images = set(tables.train.read().column("image").to_pylist())
+    assert not train_images & set(tables.val.read().column("image").to_pylist())
+    assert not train_images & set(tables.test.read().column("image").to_pylist())
 
 
 def test_eval_decode_centre_crops_to_view_size():
@@ -71,12 +71,13 @@ def test_eval_decode_centre_crops_to_view_size():
 def test_knn_sets_are_decoded_once_and_shared_between_ranks(ray_local, monkeypatch):
     cfg = preset("tiny").override({"data.num_images": 300, "data.image_size": 40,
                                    "eval.knn_bank_size": 31})  # 31 rows: uneven shares
-    tables = load_split_tables(cfg)
-    bank = knn_bank_table(tables.train, cfg)
+    tables = load_split_listings(cfg)
+    bank = tables.train.take(knn_bank_rows(tables.train.num_rows, cfg))
     eval_set = in_memory_eval_set(bank, cfg)
     assert eval_set.size == 31
-    expected = decode_for_eval({"image": bank.column("image"),
-                                "label": bank.column("label").to_numpy()}, 40, 32)
+    table = bank.read()
+    expected = decode_for_eval({"image": table.column("image"),
+                                "label": table.column("label").to_numpy()}, 40, 32)
     for world in (1, 2, 3):  # every image once, in order, over the ranks' shares
         shares = [list(eval_set.batches(rank, world, batch_size=7)) for rank in range(world)]
         sizes = [sum(len(b["label"]) for b in share) for share in shares]
@@ -94,7 +95,7 @@ def test_knn_sets_are_decoded_once_and_shared_between_ranks(ray_local, monkeypat
 
 def test_swav_multi_crop_views_and_node_resource(ray_local):
     cfg = preset("tiny", "swav").override({"data.num_images": 40, "augment.batch_size": 16})
-    tables = load_split_tables(cfg)
+    tables = load_split_listings(cfg)
     row = train_dataset(tables.train, cfg, EpochClock.remote()).take(1)[0]
     sizes = [row[f"view{i}"].shape for i in range(4)]
     assert sizes == [(3, 32, 32), (3, 32, 32), (3, 16, 16), (3, 16, 16)] and "view4" not in row

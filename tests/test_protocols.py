@@ -12,7 +12,7 @@ from torch import nn
 
 import raycl
 from raycl.config import ConfigError, preset
-from raycl.data.sources import stratified_split
+from raycl.data.listing import hashed_split
 from raycl.protocols import (
     EVALUATION,
     apply_transform,
@@ -43,7 +43,7 @@ def test_label_subsets_balanced_deterministic_nested(tmp_path):
     assert set(small) <= set(big)  # nested
     assert np.array_equal(label_subset(labels, 1.0, 7), np.arange(len(labels)))
     # drawn from the training part only: disjoint from the validation split
-    train, val = stratified_split(labels, 0.1, seed=0)
+    train, val = hashed_split([str(i) for i in range(len(labels))], labels, 0.1, seed=0)
     picked = train[label_subset(labels[train], 0.1, 0)]
     assert not set(picked) & set(val)
     path = save_subset(str(tmp_path), big, 10, 7)
@@ -213,9 +213,9 @@ def test_run_with_evaluation(ray_local, tmp_path):
     assert ev.groupby("protocol")["split"].apply(set).map(lambda s: s == {"val", "test"}).all()
     assert ev[["top1", "top5", "seconds"]].notna().all().all()
     assert os.path.isfile(os.path.join(result.path, subset_file(10, 0)))
-    from raycl.data.pipeline import load_split_tables
+    from raycl.data.pipeline import load_split_listings
 
-    classes = load_split_tables(result.config).num_classes
+    classes = load_split_listings(result.config).num_classes
     linear = ev[(ev["protocol"] == "linear")].set_index("split")["top1"]
     assert linear["val"] > 1 / classes and linear["test"] > 1 / classes
     on_disk = pd.read_parquet(os.path.join(result.path, EVALUATION))

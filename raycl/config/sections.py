@@ -12,7 +12,8 @@ from typing import Any, Mapping
 from raycl.checks import ConfigError, coerce, one_of
 from raycl.methods import METHODS, method_spec
 
-SOURCES = ("embedded", "parquet", "folder", "cifar10", "cifar100", "stl10")
+SOURCES = ("embedded", "parquet", "folder", "cifar10", "cifar100", "stl10")  # raycl.data.sources
+ON_BAD_IMAGE = ("skip", "fail")  # raycl.data.decode
 BACKBONES = ("tiny_cnn", "resnet18_cifar", "resnet18", "resnet50")  # raycl.models
 OPTIMIZERS = ("sgd", "lars", "adamw")  # raycl.optim
 LR_SCALINGS = ("linear", "sqrt", "none")
@@ -78,10 +79,12 @@ class DataConfig:
     source: str = "embedded"
     path: str | None = None  # file/folder/root for non-embedded sources
     image_size: int = 32  # decoded (stored) image side, before augmentation
-    num_images: int | None = None  # keep the first N training images (None: all)
+    num_images: int | None = None  # a seeded, class-balanced subset of N training images (None: all)
     num_test_images: int | None = None
     val_fraction: float = 0.1  # stratified validation split of the training set (kNN queries)
     download: bool = False  # torchvision sets only
+    on_bad_image: str = "skip"  # an undecodable file: "skip" (counted, named in the run's log) or "fail"
+    shuffle_rows: int = 4096  # Parquet: rows of whole row groups shuffled together each epoch
 
 
 @dataclass

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from raycl.checks import (ConfigError, int_at_least, int_between, number_in, one_of, positive,
                           scale_range)
-from raycl.config.sections import (AUGMENT_BACKENDS, BACKBONES, COMPUTES, LR_SCALINGS, OPTIMIZERS,
-                                   RECIPES, REMOVABLE_OPS, SCHEDULES, SOURCES, TRANSFORM_TASKS)
+from raycl.config.sections import (AUGMENT_BACKENDS, BACKBONES, COMPUTES, LR_SCALINGS, ON_BAD_IMAGE,
+                                   OPTIMIZERS, RECIPES, REMOVABLE_OPS, SCHEDULES, SOURCES, TRANSFORM_TASKS)
 from raycl.methods import METHODS, method_spec
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ def _data(cfg: "Config") -> None:
         int_at_least("data.num_test_images", d.num_test_images, 1)
     if not (0.0 < d.val_fraction < 1.0):
         raise ConfigError("data.val_fraction", d.val_fraction, "a fraction in (0, 1)")
+    one_of("data.on_bad_image", d.on_bad_image, ON_BAD_IMAGE)
+    int_at_least("data.shuffle_rows", d.shuffle_rows, 1)
 
 
 def _augment(cfg: "Config") -> None:

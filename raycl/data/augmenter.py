@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from raycl.data.augment import make_views
-from raycl.data.sources import decode_images
+from raycl.data.decode import decode_images
 from raycl.runtime import keep_freed_memory
 from raycl.seeding import derive_seed
 
@@ -39,9 +39,13 @@ class Augmenter:
         self.seed = seed
 
     def __call__(self, batch: dict[str, np.ndarray], epoch: int) -> dict[str, np.ndarray]:
-        generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, int(batch["id"][0])))
-        images = torch.from_numpy(decode_images(batch["image"], self.image_size))
-        out = {f"view{i}": view(images, generator).numpy() for i, view in enumerate(self.views)}
-        out["label"] = batch["label"]
-        out["id"] = batch["id"]
-        return out
+        """Views of ``batch`` (``image``: encoded bytes or decoded uint8 HWC, ``label``, ``id``)."""
+        images = decode_images(batch["image"], self.image_size)
+        n = len(images)
+        if n == 0:  # every image of the batch was undecodable: views of the right shape, no rows
+            images = np.zeros((1, *images.shape[1:]), np.uint8)
+        generator = torch.Generator().manual_seed(
+            batch_seed(self.seed, epoch, int(batch["id"][0]) if n else 0))
+        tensor = torch.from_numpy(images)
+        out = {f"view{i}": view(tensor, generator).numpy()[:n] for i, view in enumerate(self.views)}
+        return {**out, "label": batch["label"], "id": batch["id"]}

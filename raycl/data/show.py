@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from raycl.data.augment import make_views
-from raycl.data.sources import decode_images, load_table
+from raycl.data.decode import decode_images
+from raycl.data.sources import load_table
 
 __all__ = ["CELL_INCHES", "DPI", "grid_pixels", "show_views"]
 

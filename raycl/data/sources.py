@@ -1,15 +1,19 @@
-"""Image sources, each loaded as a ``pyarrow.Table`` with columns ``image`` and ``label``.
+"""Image sources, each listed as a :class:`~raycl.data.listing.Listing`: which images a split holds,
+their labels and where to read them, without reading them.
 
-``image`` holds encoded image bytes (binary): PNG for generated or in-memory
-arrays, the file's own bytes for image folders and Parquet files.  ``label`` is
-int64 (``-1`` for unlabelled images).  Sources:
+- ``embedded``: the procedurally generated set of :mod:`raycl.data.synthetic` (no files, no network),
+  held in memory;
+- ``parquet``: Parquet files with an ``image`` (encoded bytes) and a ``label`` column: a file, a
+  directory holding ``<split>.parquet`` or a ``<split>/`` directory of files, or a path containing
+  ``{split}``; only the labels are read to list them, the images are read by row group later;
+- ``folder``: an image folder laid out as ``<root>/[<split>/]<class_name>/<file>``; classes are
+  numbered once, from the training split's class folders that hold images, and every split's
+  folders are mapped by name;
+- ``cifar10``, ``cifar100``, ``stl10``: torchvision datasets on disk (downloaded only when asked
+  to), held in memory as PNG.
 
-- ``embedded``: the procedurally generated set of :mod:`raycl.data.synthetic`
-  (no files, no network);
-- ``parquet``: Parquet files with an ``image`` and a ``label`` column;
-- ``folder``: an image folder laid out as ``<root>/[<split>/]<class_name>/<file>``;
-- ``cifar10``, ``cifar100``, ``stl10``: torchvision datasets on disk, downloaded
-  only when asked to.
+Paths may be local or URIs that pyarrow's file systems read (``s3://``, ``gs://``, ``file://``).
+Labels must be integers >= 0: a null or negative label is an error naming the file and the count.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import io
+import logging
 import os
 import socket
 import tarfile
@@ -27,23 +31,19 @@ from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs
 import pyarrow.parquet as pq
-from PIL import Image
 
 from raycl.data import synthetic
+from raycl.data.decode import encode_png
+from raycl.data.listing import Listing, balanced_subset, check_labels, rows_table
+from raycl.data.reading import FileReader, ParquetReader, TableReader
 from raycl.data.synthetic import CLASS_NAMES, make_images
 from raycl.runtime import cache_dir
 
-__all__ = [
-    "SOURCES",
-    "SPLITS",
-    "DataUnavailableError",
-    "class_names",
-    "decode_images",
-    "encode_png",
-    "load_table",
-    "stratified_split",
-]
+__all__ = ["SOURCES", "SPLITS", "DataUnavailableError", "class_names", "list_images", "load_table"]
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("embedded", "parquet", "folder", "cifar10", "cifar100", "stl10")
 SPLITS = ("train", "test")
@@ -53,7 +53,7 @@ SPLITS = ("train", "test")
 EMBEDDED_DEFAULT_SIZES = {"train": 5000, "test": 1000}
 EMBEDDED_TEST_OFFSET = 1_000_000_000
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 DOWNLOAD_TIMEOUT_S = 20.0
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -98,7 +98,7 @@ class DataUnavailableError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 
 
-def load_table(
+def list_images(
     source: str,
     split: str,
     *,
@@ -107,25 +107,27 @@ def load_table(
     num_images: int | None = None,
     seed: int = 0,
     download: bool = False,
-) -> pa.Table:
-    """Load ``split`` of ``source`` as a table with columns ``image`` (binary) and ``label`` (int64).
+) -> Listing:
+    """The :class:`~raycl.data.listing.Listing` of ``split`` of ``source``.
 
     Args:
         source: one of :data:`SOURCES`.
         split: ``"train"`` or ``"test"`` (``stl10`` also accepts ``"unlabeled"``, labelled -1).
-        path: ``parquet``: a ``.parquet`` file, a directory holding ``<split>.parquet``, or a
-            path containing ``{split}``; ``folder``: the image folder's root; torchvision
+        path: ``parquet``: a file, a directory holding ``<split>.parquet`` or ``<split>/*.parquet``,
+            or a path containing ``{split}``; ``folder``: the image folder's root; torchvision
             sources: the dataset root (default ``<raycl.runtime.cache_dir()>/<source>``).
             Unused by ``embedded``.
         image_size: side of the generated images (``embedded`` only).
-        num_images: keep only the first ``num_images`` rows; ``embedded`` generates exactly
-            that many (default 5000 for train, 1000 for test).
-        seed: ``embedded``: the generation seed; ``folder``: seed of the row order.
+        num_images: ``embedded`` generates exactly that many (default 5000 for train, 1000 for
+            test); other sources keep a class-balanced subset of that many, chosen by a seeded
+            hash of each image's key.
+        seed: ``embedded``: the generation seed; others: the seed of the subset.
         download: torchvision sources: download the data if missing (bounded socket timeout).
 
     Raises:
         ValueError: an argument is invalid (unknown source or split, missing path, a Parquet
-            file without the needed columns, an empty image folder, ...).
+            file without the needed columns, null or negative labels, an empty image folder, a
+            test class the training split does not have, ...).
         DataUnavailableError: a torchvision dataset is not on disk and could not be downloaded.
     """
     _check_choice("source", source, SOURCES)
@@ -134,22 +136,30 @@ def load_table(
     if num_images is not None:
         _check_positive_int("num_images", num_images)
     if source == "embedded":
-        return _load_embedded(split, image_size, num_images, seed)
+        return _list_embedded(split, image_size, num_images, seed)
     if source == "parquet":
-        table = _load_parquet(_parquet_file(_require_path(source, path), split))
+        listing = _list_parquet(_require_path(source, path), split)
     elif source == "folder":
-        table = _load_folder(_require_path(source, path), split, seed)
+        listing = _list_folder(_require_path(source, path), split)
     else:
-        table = _load_torchvision(source, split, path, num_images, download)
-    return table if num_images is None else table.slice(0, num_images)
+        listing = _list_torchvision(source, split, path, download)
+    if num_images is None or num_images >= listing.num_rows:
+        return listing
+    return listing.take(balanced_subset(listing.rows.column("key"), listing.labels, num_images, seed))
+
+
+def load_table(source: str, split: str, **kwargs) -> pa.Table:
+    """The images of :func:`list_images` read into memory: ``image`` (encoded bytes) and ``label``
+    (int64), in listing order. For small sets (previews, tests); runs stream them instead."""
+    return list_images(source, split, **kwargs).read().select(["image", "label"])
 
 
 def class_names(source: str, *, path: str | os.PathLike | None = None) -> tuple[str, ...]:
-    """Best-effort class names of ``source``, indexed by label.
+    """Class names of ``source``, indexed by label.
 
-    ``embedded``: :data:`raycl.data.synthetic.CLASS_NAMES`; torchvision sources: their
-    published names; ``folder``: the class sub-directory names (sorted); ``parquet``: the
-    ``label_name`` column of the train file if present, else ``("0", "1", ..., str(max label))``.
+    ``embedded``: :data:`raycl.data.synthetic.CLASS_NAMES`; torchvision sources: their published
+    names; ``folder``: the training split's class folders that hold images (sorted); ``parquet``:
+    the ``label_name`` column of the train files if present, else ``("0", "1", ..., str(max label))``.
     """
     _check_choice("source", source, SOURCES)
     if source == "embedded":
@@ -158,67 +168,12 @@ def class_names(source: str, *, path: str | os.PathLike | None = None) -> tuple[
         return _TORCHVISION[source].classes
     root = _require_path(source, path)
     if source == "folder":
-        return tuple(cls.name for cls in _class_dirs(_folder_split_root(root, "train")))
-    return _parquet_class_names(_parquet_file(root, "train"))
-
-
-def decode_images(images, size: int) -> np.ndarray:
-    """Decode images to a uint8 RGB array ``[n, size, size, 3]``.
-
-    ``images`` is a sequence (list, numpy object array, pyarrow array, pandas Series) of
-    encoded image bytes, or an already decoded uint8 array ``[n, H, W, 3]``.  An image that
-    is not ``size x size`` has its shorter side resized to ``size`` (bilinear, antialiased)
-    and is centre-cropped.  Correctly sized decoded arrays are returned without a copy.
-    """
-    _check_positive_int("size", size)
-    if isinstance(images, np.ndarray) and images.dtype != object:
-        return _resize_array(images, size)
-    if isinstance(images, (pa.Array, pa.ChunkedArray)):
-        images = images.to_pylist()
-    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
-    for i, data in enumerate(images):
-        with Image.open(io.BytesIO(data)) as img:
-            img.draft("RGB", (size, size))  # cheap JPEG downscaling; never below size
-            out[i] = np.asarray(_fit(img.convert("RGB") if img.mode != "RGB" else img, size))
-    return out
-
-
-def encode_png(images: np.ndarray) -> list[bytes]:
-    """Encode a uint8 array ``[n, H, W, 3]`` as a list of PNG bytes (lossless)."""
-    encoded = []
-    for image in images:
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
-        encoded.append(buffer.getvalue())
-    return encoded
-
-
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices ``0 .. len(labels) - 1`` into sorted, disjoint ``(train_idx, val_idx)``.
-
-    For each class with ``n_c`` examples, ``round(n_c * val_fraction)`` (rounded half up)
-    randomly chosen ones go to val, at least one when ``val_fraction > 0`` and ``n_c >= 2``,
-    and at most ``n_c - 1`` so that every class keeps a train example.  The choice depends
-    only on ``labels``, ``val_fraction`` and ``seed``.
-
-    Raises:
-        ValueError: ``val_fraction`` is not in ``[0, 1)`` or ``labels`` is not one-dimensional.
-    """
-    if not isinstance(val_fraction, (int, float, np.floating)) or not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction={val_fraction!r} is invalid; expected a number in [0, 1)")
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(f"labels has shape {labels.shape}; expected a one-dimensional array")
-    rng = np.random.default_rng(seed)
-    is_val = np.zeros(len(labels), dtype=bool)
-    for cls in np.unique(labels):
-        members = np.flatnonzero(labels == cls)
-        is_val[rng.choice(members, _num_val(len(members), val_fraction), replace=False)] = True
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+        return _folder_classes(root)
+    return _parquet_class_names(_parquet_files(root, "train"))
 
 
 # --------------------------------------------------------------------------------------------
-# Argument checks
+# Argument checks and file systems
 # --------------------------------------------------------------------------------------------
 
 
@@ -232,22 +187,44 @@ def _check_positive_int(name: str, value: object) -> None:
         raise ValueError(f"{name}={value!r} is invalid; expected an integer >= 1")
 
 
-def _require_path(source: str, path: str | os.PathLike | None) -> Path:
-    """The existing path that ``source`` needs, or ValueError."""
+def _require_path(source: str, path: str | os.PathLike | None) -> str:
+    """``path`` as a string (local paths made absolute), checked to exist unless it is a URI or a
+    ``{split}`` pattern (checked once the split is substituted)."""
     if path is None:
         raise ValueError(f"path=None is invalid for source={source!r}; pass the location of the data")
-    resolved = Path(path).expanduser()
-    is_pattern = source == "parquet" and "{split}" in str(path)  # checked once the split is substituted
-    if not is_pattern and not resolved.exists():
-        raise ValueError(f"path={str(path)!r} is invalid for source={source!r}: it does not exist")
+    text = str(path)
+    if "://" in text:
+        return text.rstrip("/")
+    resolved = str(Path(text).expanduser().resolve())
+    if "{split}" not in text and not os.path.exists(resolved):
+        raise ValueError(f"path={text!r} is invalid for source={source!r}: it does not exist")
     return resolved
 
 
-def _num_val(count: int, val_fraction: float) -> int:
-    """How many of a class's ``count`` examples go to the validation split."""
-    if count < 2 or val_fraction == 0:
-        return 0
-    return min(max(int(np.floor(count * val_fraction + 0.5)), 1), count - 1)
+def _fs(path: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    """The file system of ``path`` and the path within it."""
+    if "://" in path:
+        return pyarrow.fs.FileSystem.from_uri(path)
+    return pyarrow.fs.LocalFileSystem(), path
+
+
+def _kind(path: str) -> pyarrow.fs.FileType:
+    fs, inner = _fs(path)
+    return fs.get_file_info(inner).type
+
+
+def _children(path: str, recursive: bool = False) -> list[pyarrow.fs.FileInfo]:
+    """Entries under directory ``path`` (none of them hidden: no component starts with a dot)."""
+    fs, inner = _fs(path)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(inner, recursive=recursive))
+    base = inner.rstrip("/") + "/"
+    return sorted((i for i in infos
+                   if not any(part.startswith(".") for part in i.path[len(base):].split("/"))),
+                  key=lambda i: i.path)
+
+
+def _join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,7 +232,15 @@ def _num_val(count: int, val_fraction: float) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _load_embedded(split: str, image_size: int, num_images: int | None, seed: int) -> pa.Table:
+def _list_embedded(split: str, image_size: int, num_images: int | None, seed: int) -> Listing:
+    """The embedded split, generated (or read from the disk cache) into memory."""
+    table = _embedded_table(split, image_size, num_images, seed)
+    n = table.num_rows
+    rows = rows_table([str(i) for i in range(n)], table.column("label"), np.arange(n), np.arange(n))
+    return Listing(rows, TableReader(table.select(["image"])), CLASS_NAMES)
+
+
+def _embedded_table(split: str, image_size: int, num_images: int | None, seed: int) -> pa.Table:
     """The embedded split, from the disk cache when an identical one was made before: generating
     and encoding 4 000 images costs 1.5 s of CPU, which every trial of a sweep would pay again."""
     n = EMBEDDED_DEFAULT_SIZES[split] if num_images is None else num_images
@@ -264,7 +249,8 @@ def _load_embedded(split: str, image_size: int, num_images: int | None, seed: in
         return pq.read_table(file)
     start = EMBEDDED_TEST_OFFSET if split == "test" else 0
     images, labels = make_images(n, seed=seed, image_size=image_size, start=start)
-    table = _table(encode_png(images), labels)
+    table = pa.table({"image": pa.array(encode_png(images), type=pa.binary()),
+                      "label": pa.array(labels, type=pa.int64())})
     with contextlib.suppress(OSError):  # a read-only home only loses the cache
         file.parent.mkdir(parents=True, exist_ok=True)
         part = file.with_name(f"{file.name}.{os.getpid()}.part")
@@ -281,64 +267,97 @@ def _embedded_cache_file(split: str, image_size: int, n: int, seed: int) -> Path
             f"{split}-{image_size}px-{n}-seed{seed}-{code.hexdigest()[:12]}.parquet")
 
 
-def _table(images: list[bytes], labels: Sequence[int] | np.ndarray) -> pa.Table:
-    return pa.table({"image": pa.array(images, type=pa.binary()), "label": pa.array(labels, type=pa.int64())})
-
-
 # --------------------------------------------------------------------------------------------
 # Parquet
 # --------------------------------------------------------------------------------------------
 
 
-def _parquet_file(path: Path, split: str) -> Path:
-    """Resolve a Parquet ``path`` (file, directory or ``{split}`` pattern) for ``split``."""
-    if "{split}" in str(path):
-        file = Path(str(path).replace("{split}", split))
-    elif path.is_dir():
-        file = path / f"{split}.parquet"
-    else:
-        file = path
-    if not file.is_file():
-        raise ValueError(f"path={str(path)!r} is invalid for split={split!r}: {str(file)!r} is not a file")
-    return file
+def _parquet_files(path: str, split: str) -> list[str]:
+    """The Parquet files of ``split``: ``path`` itself (with ``{split}`` substituted) if it is a
+    file, else ``<path>/<split>.parquet``, else the files of ``<path>/<split>/`` or of ``path``."""
+    where = path.replace("{split}", split)
+    kind = _kind(where)
+    if kind == pyarrow.fs.FileType.File:
+        return [where]
+    candidates = [_join(where, f"{split}.parquet"), _join(where, split), where]
+    for candidate in candidates if "{split}" not in path else [where]:
+        kind = _kind(candidate)
+        if kind == pyarrow.fs.FileType.File:
+            return [candidate]
+        if kind == pyarrow.fs.FileType.Directory:
+            files = [_join(candidate, i.base_name) for i in _children(candidate)
+                     if i.type == pyarrow.fs.FileType.File and i.base_name.endswith(".parquet")]
+            if files:
+                return files
+    raise ValueError(f"path={path!r} is invalid for split={split!r}: found neither a Parquet file nor "
+                     f"a directory of them at {', '.join(map(repr, candidates))}")
 
 
-def _load_parquet(file: Path) -> pa.Table:
-    """Read the ``image`` and ``label`` columns of ``file``, checking their types."""
-    schema = pq.read_schema(file)
+def _open_parquet(file: str) -> pq.ParquetFile:
+    fs, inner = _fs(file)
+    return pq.ParquetFile(inner, filesystem=fs)
+
+
+def _check_parquet_schema(file: str, schema: pa.Schema) -> None:
     missing = [name for name in ("image", "label") if name not in schema.names]
     if missing:
         raise ValueError(
-            f"path={str(file)!r} is invalid: the Parquet file lacks column(s) {missing}; "
-            f"expected 'image' (binary) and 'label' (integer), found {schema.names}"
-        )
+            f"path={file!r} is invalid: the Parquet file lacks column(s) {missing}; "
+            f"expected 'image' (binary) and 'label' (integer), found {schema.names}")
     image_type, label_type = schema.field("image").type, schema.field("label").type
     if not (pa.types.is_binary(image_type) or pa.types.is_large_binary(image_type)):
-        raise ValueError(
-            f"path={str(file)!r} is invalid: column 'image' has type {image_type}; expected binary"
-        )
+        raise ValueError(f"path={file!r} is invalid: column 'image' has type {image_type}; expected binary")
     if not pa.types.is_integer(label_type):
         raise ValueError(
-            f"path={str(file)!r} is invalid: column 'label' has type {label_type}; expected an integer"
-        )
-    table = pq.read_table(file, columns=["image", "label"])
-    return table.cast(pa.schema([("image", pa.binary()), ("label", pa.int64())]))
+            f"path={file!r} is invalid: column 'label' has type {label_type}; expected an integer")
 
 
-def _parquet_class_names(file: Path) -> tuple[str, ...]:
-    names = pq.read_schema(file).names
-    if "label" not in names:
-        raise ValueError(f"path={str(file)!r} is invalid: the Parquet file has no 'label' column")
-    columns = ["label", "label_name"] if "label_name" in names else ["label"]
-    table = pq.read_table(file, columns=columns).group_by(columns).aggregate([])
-    labels = table.column("label").to_numpy()
-    if len(labels) == 0:
+def _list_parquet(path: str, split: str) -> Listing:
+    """One row per Parquet row: key ``<file name>#<row>``, chunk = row group; only the ``label``
+    column is read."""
+    files = _parquet_files(path, split)
+    keys, labels, chunks, pos, file_of, groups = [], [], [], [], [], []
+    for f, file in enumerate(files):
+        parquet = _open_parquet(file)
+        _check_parquet_schema(file, parquet.schema_arrow)
+        name = file.rsplit("/", 1)[-1]
+        column = parquet.read(columns=["label"]).column("label")
+        values = check_labels(column, f"path={file!r}")
+        offset = 0
+        for g in range(parquet.metadata.num_row_groups):
+            n = parquet.metadata.row_group(g).num_rows
+            chunks.append(np.full(n, len(groups)))
+            pos.append(np.arange(n))
+            file_of.append(f)
+            groups.append(g)
+            offset += n
+        keys.extend(f"{name}#{i}" for i in range(offset))
+        labels.append(values)
+    rows = rows_table(keys, np.concatenate(labels), np.concatenate(chunks), np.concatenate(pos))
+    reader = ParquetReader(tuple(files), tuple(file_of), tuple(groups))
+    return Listing(rows, reader, _parquet_class_names(files))
+
+
+def _parquet_class_names(files: list[str]) -> tuple[str, ...]:
+    labels, names = [], []
+    for file in files:
+        schema = _open_parquet(file).schema_arrow
+        if "label" not in schema.names:
+            raise ValueError(f"path={file!r} is invalid: the Parquet file has no 'label' column")
+        columns = ["label", "label_name"] if "label_name" in schema.names else ["label"]
+        fs, inner = _fs(file)
+        table = pq.read_table(inner, columns=columns, filesystem=fs).group_by(columns).aggregate([])
+        labels.append(table.column("label").to_numpy(zero_copy_only=False))
+        if "label_name" in columns:
+            names.extend(zip(labels[-1], table.column("label_name").to_pylist()))
+    found = np.concatenate(labels) if labels else np.zeros(0)
+    found = found[~np.isnan(found)] if found.dtype.kind == "f" else found
+    if len(found) == 0:
         return ()
-    result = [str(i) for i in range(int(labels.max()) + 1)]
-    if "label_name" in columns:
-        for label, name in zip(labels, table.column("label_name").to_pylist()):
-            if label >= 0 and name is not None:
-                result[label] = name
+    result = [str(i) for i in range(int(found.max()) + 1)]
+    for label, name in names:
+        if label is not None and label == label and label >= 0 and name is not None:
+            result[int(label)] = name
     return tuple(result)
 
 
@@ -347,40 +366,67 @@ def _parquet_class_names(file: Path) -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------------
 
 
-def _folder_split_root(root: Path, split: str) -> Path:
+def _folder_split_root(root: str, split: str) -> str:
     """``root/split`` if it exists, else ``root`` itself (which must then not be split)."""
-    if (root / split).is_dir():
-        return root / split
-    present = [s for s in SPLITS if (root / s).is_dir()]
+    if _kind(_join(root, split)) == pyarrow.fs.FileType.Directory:
+        return _join(root, split)
+    present = [s for s in SPLITS if _kind(_join(root, s)) == pyarrow.fs.FileType.Directory]
     if present:
         raise ValueError(
-            f"split={split!r} is invalid for path={str(root)!r}: it has only split folder(s) {present}"
-        )
+            f"split={split!r} is invalid for path={root!r}: it has only split folder(s) {present}")
     return root
 
 
-def _class_dirs(root: Path) -> list[Path]:
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise ValueError(f"path={str(root)!r} is invalid: expected one sub-directory per class, found none")
+def _folder_images(split_root: str) -> dict[str, list[str]]:
+    """``{class folder: [image paths relative to split_root]}``, for every class folder (empty ones
+    included); hidden files and folders and non-image files are left out."""
+    fs, inner = _fs(split_root)
+    base = inner.rstrip("/") + "/"
+    classes: dict[str, list[str]] = {}
+    for info in _children(split_root, recursive=True):
+        relative = info.path[len(base):]
+        if "/" not in relative:
+            if info.type == pyarrow.fs.FileType.Directory:
+                classes.setdefault(relative, [])
+            continue  # files beside the class folders belong to no class
+        if info.type == pyarrow.fs.FileType.File and info.base_name.lower().endswith(IMAGE_EXTENSIONS):
+            classes.setdefault(relative.split("/", 1)[0], []).append(relative)
     return classes
 
 
-def _image_files(class_dir: Path) -> Iterator[Path]:
-    return (p for p in sorted(class_dir.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+def _folder_classes(root: str) -> tuple[str, ...]:
+    """The class names: the training split's class folders that hold at least one image."""
+    split_root = _folder_split_root(root, "train")
+    found = _folder_images(split_root)
+    if not found:
+        raise ValueError(f"path={split_root!r} is invalid: expected one sub-directory per class, found none")
+    empty = sorted(c for c, files in found.items() if not files)
+    if empty:
+        log.warning("class folder(s) %s of %s hold no images and are not classes", empty, split_root)
+    classes = tuple(sorted(c for c, files in found.items() if files))
+    if not classes:
+        raise ValueError(f"path={split_root!r} is invalid: its class folders hold no images with "
+                         f"extension(s) {', '.join(IMAGE_EXTENSIONS)}")
+    return classes
 
 
-def _load_folder(root: Path, split: str, seed: int) -> pa.Table:
-    """Read ``root/[split/]<class>/<image>``; rows in a seeded random order (class-balanced prefixes)."""
+def _list_folder(root: str, split: str) -> Listing:
+    """One row per image file (key: its path under the split folder), labelled by its class folder's
+    name through the training split's class map."""
+    classes = _folder_classes(root)
     split_root = _folder_split_root(root, split)
-    files = [(file, label) for label, cls in enumerate(_class_dirs(split_root)) for file in _image_files(cls)]
-    if not files:
-        raise ValueError(
-            f"path={str(split_root)!r} is invalid: its class folders hold no images with extension(s) "
-            f"{', '.join(IMAGE_EXTENSIONS)}"
-        )
-    order = np.random.default_rng(seed).permutation(len(files))
-    return _table([files[i][0].read_bytes() for i in order], [files[i][1] for i in order])
+    found = _folder_images(split_root)
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted(c for c, files in found.items() if files and c not in index)
+    if unknown:
+        raise ValueError(f"path={split_root!r} is invalid: class folder(s) {unknown} of split {split!r} "
+                         f"are not classes of the training split ({', '.join(classes)})")
+    keys = [file for name in sorted(found) if name in index for file in found[name]]
+    if not keys:
+        raise ValueError(f"path={split_root!r} is invalid: its class folders hold no images")
+    labels = [index[key.split("/", 1)[0]] for key in keys]
+    n = len(keys)
+    return Listing(rows_table(keys, labels, np.arange(n), np.zeros(n)), FileReader(split_root), classes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,17 +434,19 @@ def _load_folder(root: Path, split: str, seed: int) -> pa.Table:
 # --------------------------------------------------------------------------------------------
 
 
-def _load_torchvision(
-    source: str, split: str, path: str | os.PathLike | None, num_images: int | None, download: bool
-) -> pa.Table:
+def _list_torchvision(source: str, split: str, path: str | os.PathLike | None, download: bool) -> Listing:
+    """The torchvision set's split, held in memory as PNG (its files are pickled arrays, not images)."""
     root = Path(path).expanduser() if path is not None else cache_dir() / source
     dataset = _open_torchvision(source, split, root, download)
     if source == "stl10":
         images, labels = dataset.data.transpose(0, 2, 3, 1), np.asarray(dataset.labels)
     else:
         images, labels = dataset.data, np.asarray(dataset.targets)
-    images, labels = images[:num_images], labels[:num_images]
-    return _table(encode_png(images), labels)
+    n = len(labels)
+    labels = labels.astype(np.int64) if split == "unlabeled" else check_labels(pa.array(labels), source)
+    table = pa.table({"image": pa.array(encode_png(images), type=pa.binary())})
+    rows = rows_table([str(i) for i in range(n)], labels, np.arange(n), np.arange(n))
+    return Listing(rows, TableReader(table), _TORCHVISION[source].classes)
 
 
 def _open_torchvision(source: str, split: str, root: Path, download: bool):
@@ -441,33 +489,3 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         yield
     finally:
         socket.setdefaulttimeout(previous)
-
-
-# --------------------------------------------------------------------------------------------
-# Decoding helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _fit(img: Image.Image, size: int) -> Image.Image:
-    """Resize the shorter side of ``img`` to ``size`` and centre-crop it to ``size x size``."""
-    width, height = img.size
-    if width == height == size:
-        return img
-    side = min(width, height)
-    left, top = (width - side) / 2, (height - side) / 2
-    return img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
-
-
-def _resize_array(images: np.ndarray, size: int) -> np.ndarray:
-    """Fit an already decoded uint8 ``[n, H, W, 3]`` array to ``size x size`` (no copy if it fits)."""
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(
-            f"images has dtype {images.dtype} and shape {images.shape}; "
-            "expected encoded bytes or uint8 [n, H, W, 3]"
-        )
-    if images.shape[1:3] == (size, size):
-        return images
-    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
-    for i, image in enumerate(images):
-        out[i] = np.asarray(_fit(Image.fromarray(image), size))
-    return out

@@ -38,28 +38,28 @@ class Session:
     _finetuned: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        from raycl.data.pipeline import load_split_tables
+        from raycl.data.pipeline import load_split_listings
+        from raycl.data.workers import decode_for_eval
 
-        t = load_split_tables(self.cfg, with_test=True)
-        self.tables = {"train": t.train, "val": t.val, "test": t.test}
-        self.num_classes = t.num_classes
-        self._labels = {k: torch.from_numpy(v.column("label").to_numpy().copy()).long()
-                        for k, v in self.tables.items()}
+        split = load_split_listings(self.cfg, with_test=True)
+        self.num_classes = split.num_classes
+        for name, listing in (("train", split.train), ("val", split.val), ("test", split.test)):
+            # read and decoded here once; undecodable images are left out of every protocol
+            table = listing.read()
+            batch = decode_for_eval({column: table.column(column).to_numpy(zero_copy_only=False)
+                                     for column in ("image", "label", "id", "key")},
+                                    self.cfg.data.image_size, self.cfg.augment.crop_size,
+                                    self.cfg.data.on_bad_image)
+            self.tables[name] = table.take(pa.array(batch["id"]))  # the decodable rows
+            self._images[name] = torch.from_numpy(batch["image"])
+            self._labels[name] = torch.from_numpy(batch["label"].astype(np.int64))
 
     # ------------------------------------------------------------------ data
     def labels(self, split: str) -> torch.Tensor:
         return self._labels[split]
 
     def images(self, split: str) -> torch.Tensor:
-        """Decoded, centre-cropped uint8 NCHW images of a split (decoded once)."""
-        from raycl.data.workers import decode_for_eval
-
-        if split not in self._images:
-            t = self.tables[split]
-            batch = {"image": t.column("image").to_numpy(zero_copy_only=False),
-                     "label": t.column("label").to_numpy()}
-            self._images[split] = torch.from_numpy(decode_for_eval(
-                batch, self.cfg.data.image_size, self.cfg.augment.crop_size)["image"])
+        """Decoded, centre-cropped uint8 NCHW images of a split."""
         return self._images[split]
 
     # ------------------------------------------------------------------ networks
@@ -104,15 +104,14 @@ class Session:
         return getattr(self, f"_{p.base}")(p)
 
     def _knn(self, p: Protocol):
-        from raycl.data.pipeline import knn_bank_table
+        from raycl.data.pipeline import knn_bank_rows
 
         e = self.cfg.eval
         f = self.features(p.random, 0)
         bank, bank_y = f["train"], self.labels("train")
         if e.knn_bank_size is not None and e.knn_bank_size < len(bank):
             # the rows of the training-time kNN monitor's bank
-            picked = knn_bank_table(pa.table({"row": np.arange(len(bank))}), self.cfg)
-            keep = torch.from_numpy(picked.column("row").to_numpy())
+            keep = torch.from_numpy(knn_bank_rows(len(bank), self.cfg))
             bank, bank_y = bank[keep], bank_y[keep]
         rows = []
         for split in ("val", "test"):

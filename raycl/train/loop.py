@@ -70,6 +70,8 @@ def train_loop(loop_config: dict) -> None:
             ray.get(loop_config["clock"].set.remote(epoch))  # augmentation seeds views by epoch
         distributed.barrier()
         row = run_epoch(model, method, optimizer, shard, cfg, schedule, epoch, step)
+        if loop_config["clock"] is not None:  # undecodable images skipped so far
+            row["bad_images"] = ray.get(loop_config["clock"].bad_images.remote())[0]
         step = row["step"]
         last = epoch + 1 == cfg.train.epochs
         if knn and ((epoch + 1) % cfg.eval.knn_every == 0 or last):

@@ -28,6 +28,8 @@ def progress_line(row: dict[str, Any], epochs: int) -> str:
         parts.append(f"{names.get(key, key.replace('_', ' '))} {row[key]:.3f}")
     if "knn_top1" in row:
         parts.append(f"kNN top-1 {row['knn_top1']:.3f}")
+    if row.get("bad_images"):
+        parts.append(f"{row['bad_images']} undecodable images skipped")
     return " | ".join(parts)
 
 

@@ -34,6 +34,9 @@ def _as_nchw(images) -> Tensor:
         images = torch.as_tensor(np.asarray(images))
     if images.ndim != 4:
         raise ValueError(f"expected a batch [B, H, W, 3] or [B, 3, H, W], got shape {tuple(images.shape)}")
+    if images.shape[1] == 3 and images.shape[-1] == 3:
+        raise ValueError(f"the layout of a batch of shape {tuple(images.shape)} is ambiguous: it reads as "
+                         "[B, H=3, W, 3] or [B, 3, H, W=3]; pass images whose sides are not 3 pixels")
     if images.shape[1] != 3 and images.shape[-1] == 3:
         images = images.permute(0, 3, 1, 2)
     elif images.shape[1] != 3:
