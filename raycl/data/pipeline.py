@@ -24,13 +24,16 @@ the images that could not be decoded); every batch's generator is seeded from
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import ray
+import ray.util.debug
 import torch
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -197,6 +200,21 @@ def quiet_data_context() -> None:
     ctx.enable_progress_bars = False
     ctx.enable_operator_progress_bars = False
     ctx.print_on_execution_start = False
+    # Ray Data warns once per process that its bars are off; that once is now (a raycl choice)
+    ray.util.debug.log_once("ray_data_progress_manager_disabled")
+
+
+@contextlib.contextmanager
+def quiet_data_logs() -> Iterator[None]:
+    """Ray Data's per-execution INFO lines ("Dataset ... execution finished") kept off the console
+    while a Ray dataset is executed in this process (raycl prints its own line per step)."""
+    logger = logging.getLogger("ray.data")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def build_pipelines(cfg: Config) -> Pipelines:

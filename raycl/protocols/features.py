@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from raycl.config import Config
+from raycl.data.pipeline import quiet_data_context, quiet_data_logs
 
 
 @torch.no_grad()
@@ -79,9 +80,11 @@ def extract_ray(cfg: Config, state: dict, tables: dict[str, pa.Table], layers: S
                                "image_size": cfg.data.image_size,
                                "crop_size": cfg.augment.crop_size, "threads": int(cpus)})
     got: dict[str, list] = {"split": [], "id": []}
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        for key, value in batch.items():
-            got.setdefault(key, []).append(value)
+    with quiet_data_logs():
+        quiet_data_context()
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            for key, value in batch.items():
+                got.setdefault(key, []).append(value)
     cat = {k: np.concatenate(v) for k, v in got.items()}
     out: dict[str, dict[int, torch.Tensor]] = {}
     for s, name in enumerate(names):
