@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import ray
+import torch
 from PIL import Image
 
 import raycl
@@ -241,3 +242,32 @@ def test_a_folder_of_odd_files_trains_and_counts_what_it_skipped(ray_local, tmp_
         raycl.run(method="simclr", workers=1, preset="tiny", epochs=1, storage_path=str(tmp_path / "runs"),
                   name="odd-fail", **{**overrides, "data.on_bad_image": "fail"})
     assert len(str(stopped.value).splitlines()) == 1, str(stopped.value)  # the file, not a traceback
+
+
+def test_a_folder_is_read_through_a_uri_too(tmp_path):
+    files = _odd_files()
+    _folder(tmp_path / "data", {"cat": ["good.jpg", "gray.jpg"], "dog": ["rgba.png"]}, files)
+    by_path = list_images("folder", "train", path=tmp_path / "data")
+    by_uri = list_images("folder", "train", path=f"file://{tmp_path / 'data'}")
+    assert by_uri.rows.equals(by_path.rows)
+    assert by_uri.read().column("image").to_pylist() == [files["good.jpg"], files["gray.jpg"], files["rgba.png"]]
+
+
+def test_ray_and_local_feature_extraction_agree_and_skip_the_same_images(ray_local, tmp_path, monkeypatch):
+    from raycl.protocols.session import SPLITS, Session
+    from raycl.train import build_model
+
+    _odd_folder(tmp_path / "data")
+    cfg = preset("tiny").override({"data.source": "folder", "data.path": str(tmp_path / "data"),
+                                   "augment.batch_size": 16}).validate()
+    state = {"model": build_model(cfg, global_bn=False).state_dict()}
+    with monkeypatch.context() as patch:  # the Ray path never decodes a split in this process
+        patch.setattr("raycl.data.workers.decode_listing", lambda *args: pytest.fail("decoded here"))
+        by_ray = Session(cfg, state, str(tmp_path), use_ray=True)
+        features = by_ray.features(False, 0)
+        labels = {split: by_ray.labels(split) for split in SPLITS}
+    local = Session(cfg, state, str(tmp_path), use_ray=False)
+    for split in SPLITS:
+        torch.testing.assert_close(features[split], local.features(False, 0)[split])
+        assert torch.equal(labels[split], local.labels(split))
+    assert len(labels["train"]) + len(labels["val"]) == 2 * 46  # 2 undecodable images per class

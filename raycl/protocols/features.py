@@ -1,9 +1,9 @@
 """Feature extraction: backbone h and head-layer outputs of every image, extracted once per
-network, with a Ray Data actor pool over the splits or in this process."""
+network, with a Ray Data actor pool reading the splits' listings or in this process."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from raycl.config import Config
+from raycl.data.listing import Listing
 from raycl.data.pipeline import quiet_data_context, quiet_data_logs
 
 
@@ -37,48 +38,53 @@ def extract_local(method: nn.Module, images: torch.Tensor, layers: Sequence[int]
 
 
 class FeatureActor:
-    """Ray Data ``map_batches`` actor: decode, centre-crop, and return the requested layers."""
+    """Ray Data ``map_batches`` actor over ``(split, window)`` rows: reads the window of that split's
+    listing, decodes and centre-crops it, and returns the requested layers with ids and labels."""
 
-    def __init__(self, config: dict, state: dict, layers: list[int], image_size: int,
-                 crop_size: int, threads: int = 1):
+    def __init__(self, config: dict, state: dict, layers: list[int], plans: list, threads: int = 1):
         from raycl.train import build_model
 
         torch.set_num_threads(max(1, threads))
-        self.method = build_model(Config.from_dict(config), global_bn=False)
+        cfg = Config.from_dict(config)
+        self.method = build_model(cfg, global_bn=False)
         self.method.load_state_dict(state)
         self.method.eval()
-        self.layers, self.image_size, self.crop_size = layers, image_size, crop_size
+        self.layers, self.plans = layers, plans
+        self.image_size, self.crop_size, self.on_bad = (cfg.data.image_size, cfg.augment.crop_size,
+                                                        cfg.data.on_bad_image)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, windows: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        from raycl.data.reading import read_window
         from raycl.data.workers import decode_for_eval
 
-        images = torch.from_numpy(decode_for_eval(batch, self.image_size, self.crop_size)["image"])
-        feats = layer_outputs(self.method, images, self.layers)
-        return {"split": batch["split"], "id": batch["id"],
-                **{f"layer{k}": v.numpy() for k, v in feats.items()}}
+        for split, window in zip(windows["split"], windows["window"]):
+            for batch in read_window(int(window), self.plans[split], epoch=0):
+                out = decode_for_eval(batch, self.image_size, self.crop_size, self.on_bad)
+                feats = layer_outputs(self.method, torch.from_numpy(out["image"]), self.layers)
+                yield {"split": np.full(len(out["id"]), split, dtype=np.int8), "id": out["id"],
+                       "label": out["label"], **{f"layer{k}": v.numpy() for k, v in feats.items()}}
 
 
-def extract_ray(cfg: Config, state: dict, tables: dict[str, pa.Table], layers: Sequence[int]
-                ) -> dict[str, dict[int, torch.Tensor]]:
-    """Features of every split's images with one Ray Data actor pool (``eval.extract_actors``)."""
+def extract_ray(cfg: Config, state: dict, listings: dict[str, Listing], layers: Sequence[int]
+                ) -> tuple[dict[str, dict[int, torch.Tensor]], dict[str, torch.Tensor]]:
+    """``(features, labels)`` of every split's decodable images, in listing order, by one Ray Data
+    actor pool (``eval.extract_actors``) that reads the listings' windows: no image passes through
+    this process."""
     import ray
 
-    names = list(tables)
-    parts = []
-    for s, name in enumerate(names):
-        t = tables[name].select(["image", "label", "id"])
-        parts.append(t.append_column("split", pa.array(np.full(t.num_rows, s, dtype=np.int8))))
-    table = pa.concat_tables(parts)
-    bs = cfg.augment.batch_size
-    blocks = [table.slice(i, bs) for i in range(0, table.num_rows, bs)]
+    from raycl.data.pipeline import read_plan
+
+    names = list(listings)
+    plans = [read_plan(listings[name], cfg, shuffle=False) for name in names]
+    windows = [pa.table({"split": [s], "window": [w]}) for s, plan in enumerate(plans)
+               for w in range(plan.num_windows)]
     actors = cfg.eval.extract_actors
     cpus = max(1.0, float(cfg.train.cpus_per_worker))
-    ds = ray.data.from_arrow(blocks).map_batches(
-        FeatureActor, batch_size=bs, batch_format="numpy", num_cpus=cpus,
+    ds = ray.data.from_arrow(windows).map_batches(
+        FeatureActor, batch_size=1, batch_format="numpy", num_cpus=cpus,
         compute=ray.data.ActorPoolStrategy(size=actors),
         fn_constructor_kwargs={"config": cfg.to_dict(), "state": state, "layers": list(layers),
-                               "image_size": cfg.data.image_size,
-                               "crop_size": cfg.augment.crop_size, "threads": int(cpus)})
+                               "plans": plans, "threads": int(cpus)})
     got: dict[str, list] = {"split": [], "id": []}
     with quiet_data_logs():
         quiet_data_context()
@@ -86,10 +92,12 @@ def extract_ray(cfg: Config, state: dict, tables: dict[str, pa.Table], layers: S
             for key, value in batch.items():
                 got.setdefault(key, []).append(value)
     cat = {k: np.concatenate(v) for k, v in got.items()}
-    out: dict[str, dict[int, torch.Tensor]] = {}
+    features: dict[str, dict[int, torch.Tensor]] = {}
+    labels: dict[str, torch.Tensor] = {}
     for s, name in enumerate(names):
         sel = np.flatnonzero(cat["split"] == s)
         order = sel[np.argsort(cat["id"][sel], kind="stable")]
-        out[name] = {k: torch.from_numpy(np.ascontiguousarray(cat[f"layer{k}"][order])).float()
-                     for k in layers}
-    return out
+        features[name] = {k: torch.from_numpy(np.ascontiguousarray(cat[f"layer{k}"][order])).float()
+                          for k in layers}
+        labels[name] = torch.from_numpy(cat["label"][order].astype(np.int64))
+    return features, labels

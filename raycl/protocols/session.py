@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow as pa
 import torch
 from torch import nn
 
@@ -21,15 +20,23 @@ from raycl.protocols.transform import transformation_probe
 from raycl.seeding import derive_seed, numpy_rng
 
 
+SPLITS = ("train", "val", "test")
+
+
 @dataclass
 class Session:
-    """Runs protocols (:meth:`run`) on one checkpoint's ``state``; label subsets go to ``run_dir``."""
+    """Runs protocols (:meth:`run`) on one checkpoint's ``state``; label subsets go to ``run_dir``.
+
+    The splits are listings: with Ray, feature extraction streams them through Ray Data (the
+    images never reach this process); the protocols that train on pixels (fine-tuning, distillation,
+    the transformation probe) and local extraction decode a split here, once. Undecodable images are
+    left out of every protocol, the same ones either way."""
 
     cfg: Config
     state: dict
     run_dir: str
     use_ray: bool | None = None
-    tables: dict = field(default_factory=dict)
+    listings: dict = field(default_factory=dict)
     num_classes: int = 0
     _images: dict = field(default_factory=dict)
     _labels: dict = field(default_factory=dict)
@@ -39,27 +46,28 @@ class Session:
 
     def __post_init__(self):
         from raycl.data.pipeline import load_split_listings
-        from raycl.data.workers import decode_for_eval
 
         split = load_split_listings(self.cfg, with_test=True)
         self.num_classes = split.num_classes
-        for name, listing in (("train", split.train), ("val", split.val), ("test", split.test)):
-            # read and decoded here once; undecodable images are left out of every protocol
-            table = listing.read()
-            batch = decode_for_eval({column: table.column(column).to_numpy(zero_copy_only=False)
-                                     for column in ("image", "label", "id", "key")},
-                                    self.cfg.data.image_size, self.cfg.augment.crop_size,
-                                    self.cfg.data.on_bad_image)
-            self.tables[name] = table.take(pa.array(batch["id"]))  # the decodable rows
-            self._images[name] = torch.from_numpy(batch["image"])
-            self._labels[name] = torch.from_numpy(batch["label"].astype(np.int64))
+        self.listings = {"train": split.train, "val": split.val, "test": split.test}
 
     # ------------------------------------------------------------------ data
     def labels(self, split: str) -> torch.Tensor:
+        """Labels of a split's decodable images, in listing order."""
+        if split not in self._labels:
+            self.images(split)
         return self._labels[split]
 
     def images(self, split: str) -> torch.Tensor:
-        """Decoded, centre-cropped uint8 NCHW images of a split."""
+        """Decoded, centre-cropped uint8 NCHW images of a split (read and decoded here, once)."""
+        from raycl.data.workers import decode_listing
+
+        if split not in self._images:
+            d = self.cfg.data
+            images, labels = decode_listing(self.listings[split], d.image_size, self.cfg.augment.crop_size,
+                                            d.on_bad_image)
+            self._images[split] = torch.from_numpy(images)
+            self._labels[split] = torch.from_numpy(labels)
         return self._images[split]
 
     # ------------------------------------------------------------------ networks
@@ -84,12 +92,14 @@ class Session:
 
             if self.use_ray or (self.use_ray is None and ray.is_initialized()):
                 state = self.model(random).state_dict()
-                feats = extract_ray(self.cfg, state, self.tables, layers)
+                feats, labels = extract_ray(self.cfg, state, self.listings, layers)
+                for s in SPLITS:
+                    self._labels.setdefault(s, labels[s])
             else:
                 feats = {s: extract_local(self.model(random), self.images(s), layers,
-                                          self.cfg.augment.batch_size) for s in self.tables}
+                                          self.cfg.augment.batch_size) for s in SPLITS}
             for k in layers:
-                self._features[(random, k)] = {s: feats[s][k] for s in self.tables}
+                self._features[(random, k)] = {s: feats[s][k] for s in SPLITS}
         return self._features[key]
 
     def subset(self, percent: int) -> np.ndarray:
