@@ -250,7 +250,8 @@ def test_a_folder_is_read_through_a_uri_too(tmp_path):
     by_path = list_images("folder", "train", path=tmp_path / "data")
     by_uri = list_images("folder", "train", path=f"file://{tmp_path / 'data'}")
     assert by_uri.rows.equals(by_path.rows)
-    assert by_uri.read().column("image").to_pylist() == [files["good.jpg"], files["gray.jpg"], files["rgba.png"]]
+    expected = [files["good.jpg"], files["gray.jpg"], files["rgba.png"]]
+    assert by_uri.read().column("image").to_pylist() == expected
 
 
 def test_ray_and_local_feature_extraction_agree_and_skip_the_same_images(ray_local, tmp_path, monkeypatch):

@@ -49,7 +49,7 @@ class TableReader:
     table: pa.Table | ray.ObjectRef
 
     def read(self, rows: pa.Table) -> list[bytes | None]:
-        table = ray.get(self.table) if isinstance(self.table, ray.ObjectRef) else self.table
+        table = _fetched(self.table) if isinstance(self.table, ray.ObjectRef) else self.table
         return table.column("image").take(rows.column("pos")).to_pylist()
 
     def shared(self) -> "TableReader":
@@ -122,9 +122,15 @@ class ReadPlan:
 
 
 @functools.lru_cache(maxsize=4)
+def _fetched(ref: ray.ObjectRef):
+    """An object of the store, fetched once per process (a pipeline's tasks reuse worker processes)."""
+    return ray.get(ref)
+
+
+@functools.lru_cache(maxsize=4)
 def _rows_and_starts(ref: ray.ObjectRef) -> tuple[pa.Table, np.ndarray]:
     """The listing's rows and the first row of each chunk (plus the end), cached per process."""
-    rows = ray.get(ref)
+    rows = _fetched(ref)
     chunk = rows.column("chunk").to_numpy()
     starts = np.concatenate([[0], np.flatnonzero(np.diff(chunk)) + 1, [len(chunk)]])
     return rows, starts
