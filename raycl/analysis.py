@@ -1,0 +1,117 @@
+"""Reading sweep results: seeds aggregated per cell, SimCLR's pair grid as a matrix, the papers'
+numbers beside ours, and the Fig. 5 heat map.
+
+Works on the ``trials`` table of :func:`raycl.load_sweep` (one row per cell and seed)::
+
+    sweep = raycl.load_sweep("raycl_sweeps/augmentation-tiny")
+    cells = aggregate_seeds(sweep.trials, "knn_top1")      # mean, std, count, ci95 per cell
+    matrix = pair_matrix(cells)                           # 7 x 7: first x second transformation
+    pair_heatmap(matrix).savefig("fig5.png")
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from raycl.sweeps.grids import FIG5_OPS
+
+__all__ = ["aggregate_seeds", "pair_heatmap", "pair_matrix", "rank_agreement", "t_critical"]
+
+# two-sided 95 % critical values of Student's t for 1..30 degrees of freedom (beyond: the normal's)
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+         2.052, 2.048, 2.045, 2.042)
+_RUN_COLUMNS = {"trial_id", "key", "seed", "status", "error", "skipped", "epochs", "wall_time_s",
+                "checkpoint"}
+
+
+def t_critical(dof: int) -> float:
+    """The two-sided 95 % critical value of Student's t with ``dof`` degrees of freedom."""
+    if dof < 1:
+        return math.nan
+    return _T975[dof - 1] if dof <= len(_T975) else 1.96
+
+
+def aggregate_seeds(trials: pd.DataFrame, value: str = "knn_top1") -> pd.DataFrame:
+    """One row per cell: the cell's columns (swept values, labels, the paper's numbers) and
+    ``mean``, ``std``, ``count`` and ``ci95`` (half-width of the 95 % t interval of the mean) of
+    ``value`` over the seeds whose trial finished. Cells with no finished trial keep a row with
+    ``count`` 0."""
+    if value not in trials.columns:
+        raise ValueError(f"value={value!r} is not a column of the trials table; it has "
+                         f"{', '.join(map(str, trials.columns))}")
+    done = trials["status"].eq("TERMINATED") if "status" in trials.columns else True
+    cell_columns = [c for c in trials.columns if c == "cell" or (
+        c not in _RUN_COLUMNS and trials.groupby("cell")[c].nunique(dropna=False).le(1).all())]
+    cells = trials[cell_columns].drop_duplicates("cell").set_index("cell")
+    values = trials.loc[done, ["cell", value]].dropna()
+    stats = values.groupby("cell")[value].agg(["mean", "std", "count"])
+    out = cells.drop(columns=[c for c in cells.columns if c in stats.columns]).join(stats, how="left")
+    out["count"] = out["count"].fillna(0).astype(int)
+    out["ci95"] = [t_critical(n - 1) * s / math.sqrt(n) if n > 1 else math.nan
+                   for n, s in zip(out["count"], out["std"])]
+    return out.reset_index()
+
+
+def pair_matrix(cells: pd.DataFrame, value: str = "mean", ops: tuple[str, ...] = FIG5_OPS) -> pd.DataFrame:
+    """SimCLR Fig. 5's layout: rows the first transformation, columns the second (diagonal: one
+    transformation alone), in the figure's order; cells not run are NaN."""
+    missing = {"first", "second", value} - set(cells.columns)
+    if missing:
+        raise ValueError(f"cells lacks column(s) {sorted(missing)}; expected the pair grid's 'first' and "
+                         f"'second' labels and {value!r}")
+    matrix = cells.pivot_table(index="first", columns="second", values=value, aggfunc="mean")
+    return matrix.reindex(index=list(ops), columns=list(ops))
+
+
+def rank_agreement(ours: pd.Series, paper: pd.Series) -> float:
+    """Spearman's rank correlation between our values and the paper's over the cells both have."""
+    both = pd.concat([ours, paper], axis=1, keys=["ours", "paper"]).dropna()
+    if len(both) < 2:
+        return math.nan
+    return float(both["ours"].rank().corr(both["paper"].rank()))
+
+
+def pair_heatmap(matrix: pd.DataFrame, title: str = "Views from pairs of transformations",
+                 label: str = "kNN top-1"):
+    """A matplotlib Figure of a :func:`pair_matrix`: a value in every cell, row means at the side,
+    as SimCLR's Fig. 5."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: figures are written to files
+    import matplotlib.pyplot as plt
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+    values = matrix.to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(8.2, 6.6))
+    divider = make_axes_locatable(ax)  # side panels exactly as tall as the matrix
+    side = divider.append_axes("right", size="13%", pad=0.12)
+    bar = divider.append_axes("right", size="4%", pad=0.45)
+    finite = values[np.isfinite(values)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    image = ax.imshow(values, cmap="viridis", vmin=low, vmax=high)
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            light = (v - low) / max(high - low, 1e-12) < 0.6
+            ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=9,
+                    color="white" if light else "black")
+    ax.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(matrix.index)), matrix.index)
+    ax.set_xlabel("2nd transformation")
+    ax.set_ylabel("1st transformation")
+    ax.set_title(title)
+    means = np.nanmean(np.where(np.isfinite(values), values, np.nan), axis=1, keepdims=True)
+    side.imshow(means, cmap="viridis", vmin=low, vmax=high, aspect="auto",
+                extent=(-0.5, 0.5, len(means) - 0.5, -0.5))
+    for i, v in enumerate(means[:, 0]):
+        if np.isfinite(v):
+            side.text(0, i, f"{v:.3f}", ha="center", va="center", fontsize=9,
+                      color="white" if (v - low) / max(high - low, 1e-12) < 0.6 else "black")
+    side.set_xticks([0], ["row mean"])
+    side.set_yticks([])
+    fig.colorbar(image, cax=bar, label=label)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,74 @@
+"""The analysis API on small hand-made trials tables with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raycl.analysis import aggregate_seeds, pair_heatmap, pair_matrix, rank_agreement, t_critical
+
+
+def _trials() -> pd.DataFrame:
+    rows = []
+    for cell, (first, second, paper, values) in enumerate([
+            ("crop", "color", 56.3, [0.50, 0.52, 0.54]),
+            ("color", "crop", 55.0, [0.40, 0.44]),
+            ("crop", "crop", 30.0, [0.30]),
+            ("blur", "blur", 20.0, [])]):
+        for seed, v in enumerate(values or [None]):
+            rows.append({"trial_id": f"t{cell}{seed}", "key": f"c{cell:03d}-s{seed}", "cell": cell,
+                         "seed": seed, "first": first, "second": second, "paper_top1": paper,
+                         "augment.recipe": f"pair:{first},{second}",
+                         "status": "TERMINATED" if v is not None else "ERROR", "knn_top1": v,
+                         "wall_time_s": 10.0 + seed})
+    return pd.DataFrame(rows)
+
+
+def test_seeds_aggregate_to_mean_std_count_and_t_interval():
+    cells = aggregate_seeds(_trials(), "knn_top1").set_index("cell")
+    assert cells.loc[0, "mean"] == pytest.approx(0.52) and cells.loc[0, "std"] == pytest.approx(0.02)
+    assert cells.loc[0, "ci95"] == pytest.approx(4.303 * 0.02 / math.sqrt(3))  # t(0.975, 2 dof)
+    assert cells.loc[1, "ci95"] == pytest.approx(12.706 * np.std([0.40, 0.44], ddof=1) / math.sqrt(2))
+    assert cells.loc[2, "count"] == 1 and math.isnan(cells.loc[2, "ci95"])
+    assert cells.loc[3, "count"] == 0 and math.isnan(cells.loc[3, "mean"])  # a failed cell keeps its row
+    assert {"first", "second", "paper_top1", "augment.recipe"} <= set(cells.columns)
+    assert "wall_time_s" not in cells.columns and "seed" not in cells.columns
+    with pytest.raises(ValueError, match="value='top1' is not a column"):
+        aggregate_seeds(_trials(), "top1")
+
+
+def test_t_critical_values():
+    assert (t_critical(1), t_critical(10), t_critical(30), t_critical(500)) == (12.706, 2.228, 2.042, 1.96)
+    assert math.isnan(t_critical(0))
+
+
+def test_pair_matrix_is_first_by_second_in_the_figures_order():
+    matrix = pair_matrix(aggregate_seeds(_trials()))
+    assert list(matrix.index) == list(matrix.columns) == ["crop", "cutout", "color", "sobel", "noise",
+                                                          "blur", "rotate"]
+    assert matrix.loc["crop", "color"] == pytest.approx(0.52)  # row: first, column: second
+    assert matrix.loc["color", "crop"] == pytest.approx(0.42)
+    assert matrix.loc["crop", "crop"] == pytest.approx(0.30) and np.isnan(matrix.loc["blur", "blur"])
+    with pytest.raises(ValueError, match="lacks column"):
+        pair_matrix(pd.DataFrame({"mean": [1.0]}))
+
+
+def test_rank_agreement_is_spearman_over_shared_cells():
+    cells = aggregate_seeds(_trials())
+    assert rank_agreement(cells["mean"], cells["paper_top1"]) == pytest.approx(1.0)
+    assert rank_agreement(pd.Series([1.0, 2.0, 3.0]), pd.Series([3.0, 2.0, 1.0])) == pytest.approx(-1.0)
+    assert math.isnan(rank_agreement(pd.Series([1.0]), pd.Series([2.0])))
+
+
+def test_pair_heatmap_writes_a_png(tmp_path):
+    rng = np.random.default_rng(0)
+    ops = ["crop", "cutout", "color", "sobel", "noise", "blur", "rotate"]
+    trials = pd.DataFrame([{"cell": i * 7 + j, "first": a, "second": b, "status": "TERMINATED",
+                            "knn_top1": 0.3 + 0.1 * rng.random()} for i, a in enumerate(ops)
+                           for j, b in enumerate(ops)])
+    fig = pair_heatmap(pair_matrix(aggregate_seeds(trials)))
+    fig.savefig(tmp_path / "fig5.png", dpi=80)
+    assert (tmp_path / "fig5.png").stat().st_size > 10_000
