@@ -18,7 +18,9 @@ import pandas as pd
 
 from raycl.sweeps.grids import FIG5_OPS
 
-__all__ = ["aggregate_seeds", "pair_heatmap", "pair_matrix", "rank_agreement", "t_critical"]
+__all__ = ["aggregate_seeds", "cell_names", "learning_curves", "pair_heatmap", "pair_matrix",
+           "rank_agreement", "t_critical"]
+MAX_LEGEND = 12  # curves named in a legend; more cells than that are drawn unnamed
 
 # two-sided 95 % critical values of Student's t for 1..30 degrees of freedom (beyond: the normal's)
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
@@ -44,9 +46,7 @@ def aggregate_seeds(trials: pd.DataFrame, value: str = "knn_top1") -> pd.DataFra
         raise ValueError(f"value={value!r} is not a column of the trials table; it has "
                          f"{', '.join(map(str, trials.columns))}")
     done = trials["status"].eq("TERMINATED") if "status" in trials.columns else True
-    cell_columns = [c for c in trials.columns if c == "cell" or (
-        c not in _RUN_COLUMNS and trials.groupby("cell")[c].nunique(dropna=False).le(1).all())]
-    cells = trials[cell_columns].drop_duplicates("cell").set_index("cell")
+    cells = trials[["cell", *_cell_columns(trials)]].drop_duplicates("cell").set_index("cell")
     values = trials.loc[done, ["cell", value]].dropna()
     stats = values.groupby("cell")[value].agg(["mean", "std", "count"])
     out = cells.drop(columns=[c for c in cells.columns if c in stats.columns]).join(stats, how="left")
@@ -54,6 +54,22 @@ def aggregate_seeds(trials: pd.DataFrame, value: str = "knn_top1") -> pd.DataFra
     out["ci95"] = [t_critical(n - 1) * s / math.sqrt(n) if n > 1 else math.nan
                    for n, s in zip(out["count"], out["std"])]
     return out.reset_index()
+
+
+def _cell_columns(trials: pd.DataFrame) -> list[str]:
+    """The columns that describe a cell rather than measure a trial: the method, swept values
+    (dotted keys), the paper's numbers (``paper_*``) and the cell's labels (strings or flags)."""
+    out = []
+    for c in trials.columns:
+        if c in _RUN_COLUMNS or c == "cell":
+            continue
+        hashable = trials[c].map(lambda v: str(v) if isinstance(v, (list, np.ndarray)) else v)
+        if not hashable.groupby(trials["cell"]).nunique(dropna=False).le(1).all():
+            continue  # varies between the seeds of a cell: a measurement
+        numeric = pd.api.types.is_float_dtype(trials[c]) or pd.api.types.is_integer_dtype(trials[c])
+        if "." in c or c.startswith("paper_") or c == "method" or not numeric:
+            out.append(c)
+    return out
 
 
 def pair_matrix(cells: pd.DataFrame, value: str = "mean", ops: tuple[str, ...] = FIG5_OPS) -> pd.DataFrame:
@@ -113,5 +129,51 @@ def pair_heatmap(matrix: pd.DataFrame, title: str = "Views from pairs of transfo
     side.set_xticks([0], ["row mean"])
     side.set_yticks([])
     fig.colorbar(image, cax=bar, label=label)
+    fig.tight_layout()
+    return fig
+
+
+def cell_names(cells: pd.DataFrame) -> pd.Series:
+    """A short name per cell (indexed by ``cell``): its labels, else its swept values, joined."""
+    columns = [c for c in cells.columns if c not in ("cell", "method", "mean", "std", "count", "ci95")
+               and not c.startswith("paper_")]
+    labels = [c for c in columns if "." not in c] or columns
+
+    def name(row: pd.Series) -> str:
+        parts = [f"{row[c]}" if c in ("first", "second") else f"{c.rsplit('.', 1)[-1]}={row[c]}"
+                 for c in labels if pd.notna(row[c])]
+        return " + ".join(parts) if {"first", "second"} <= set(labels) else ", ".join(parts)
+
+    return pd.Series([name(r) for _, r in cells.iterrows()], index=cells["cell"], dtype=object)
+
+
+def learning_curves(history: pd.DataFrame, names: pd.Series | None = None, value: str = "knn_top1",
+                    label: str = "kNN top-1 (validation)"):
+    """A matplotlib Figure of ``value`` per epoch for each cell of a sweep's ``history`` table: the
+    mean over seeds, with a band of ±1 standard deviation where a cell has several seeds. ``names``:
+    a name per cell (e.g. :func:`cell_names`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = (history.dropna(subset=[value]).groupby(["cell", "epoch"])[value]
+             .agg(["mean", "std", "count"]).reset_index())
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    cells = stats["cell"].unique()
+    for cell, curve in stats.groupby("cell"):
+        name = names.get(cell, f"cell {cell}") if names is not None else f"cell {cell}"
+        line, = ax.plot(curve["epoch"], curve["mean"], marker="o", markersize=3,
+                        label=name if len(cells) <= MAX_LEGEND else None)
+        several = curve["count"] > 1
+        if several.any():
+            ax.fill_between(curve["epoch"][several], (curve["mean"] - curve["std"])[several],
+                            (curve["mean"] + curve["std"])[several], color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("epoch (0: before training)")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    if len(cells) <= MAX_LEGEND:
+        ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"Learning curves: {len(cells)} cells, mean over seeds (band: ±1 std)")
     fig.tight_layout()
     return fig

@@ -36,6 +36,8 @@ def test_seeds_aggregate_to_mean_std_count_and_t_interval():
     assert cells.loc[3, "count"] == 0 and math.isnan(cells.loc[3, "mean"])  # a failed cell keeps its row
     assert {"first", "second", "paper_top1", "augment.recipe"} <= set(cells.columns)
     assert "wall_time_s" not in cells.columns and "seed" not in cells.columns
+    one_seed = aggregate_seeds(_trials()[lambda t: t["seed"] == 0])  # a metric is not a cell column
+    assert "knn_top1" not in one_seed.columns and one_seed["count"].tolist() == [1, 1, 1, 0]
     with pytest.raises(ValueError, match="value='top1' is not a column"):
         aggregate_seeds(_trials(), "top1")
 
@@ -72,3 +74,21 @@ def test_pair_heatmap_writes_a_png(tmp_path):
     fig = pair_heatmap(pair_matrix(aggregate_seeds(trials)))
     fig.savefig(tmp_path / "fig5.png", dpi=80)
     assert (tmp_path / "fig5.png").stat().st_size > 10_000
+
+
+def test_cell_names_and_learning_curves(tmp_path):
+    from raycl.analysis import cell_names, learning_curves
+
+    cells = aggregate_seeds(_trials())
+    names = cell_names(cells)
+    assert names[0] == "crop + color" and names[3] == "blur + blur"
+    temps = aggregate_seeds(pd.DataFrame({"cell": [0, 1], "method.temperature": [0.1, 0.5],
+                                          "status": "TERMINATED", "knn_top1": [0.3, 0.4]}))
+    assert cell_names(temps).tolist() == ["temperature=0.1", "temperature=0.5"]
+    history = pd.DataFrame([{"cell": c, "seed": s, "epoch": e, "knn_top1": 0.2 + 0.05 * e + 0.01 * s + 0.1 * c}
+                            for c in range(3) for s in range(2) for e in range(4)])
+    fig = learning_curves(history, names)
+    fig.savefig(tmp_path / "curves.png", dpi=80)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["crop + color", "color + crop", "crop + crop"]
+    assert len(fig.axes[0].collections) == 3  # a band per cell: each has two seeds
