@@ -12,14 +12,16 @@ Works on the ``trials`` table of :func:`raycl.load_sweep` (one row per cell and 
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
 
 from raycl.sweeps.grids import FIG5_OPS
+from raycl.sweeps.tables import load_sweep
 
 __all__ = ["aggregate_seeds", "cell_names", "learning_curves", "pair_heatmap", "pair_matrix",
-           "rank_agreement", "t_critical"]
+           "rank_agreement", "reference_bars", "sweep_figures", "t_critical"]
 MAX_LEGEND = 12  # curves named in a legend; more cells than that are drawn unnamed
 
 # two-sided 95 % critical values of Student's t for 1..30 degrees of freedom (beyond: the normal's)
@@ -119,7 +121,7 @@ def pair_heatmap(matrix: pd.DataFrame, title: str = "Views from pairs of transfo
     ax.set_xlabel("2nd transformation")
     ax.set_ylabel("1st transformation")
     ax.set_title(title)
-    means = np.nanmean(np.where(np.isfinite(values), values, np.nan), axis=1, keepdims=True)
+    means = matrix.mean(axis=1).to_numpy(dtype=float)[:, None]  # NaN only for a row with no cell run
     side.imshow(means, cmap="viridis", vmin=low, vmax=high, aspect="auto",
                 extent=(-0.5, 0.5, len(means) - 0.5, -0.5))
     for i, v in enumerate(means[:, 0]):
@@ -134,17 +136,27 @@ def pair_heatmap(matrix: pd.DataFrame, title: str = "Views from pairs of transfo
 
 
 def cell_names(cells: pd.DataFrame) -> pd.Series:
-    """A short name per cell (indexed by ``cell``): its labels, else its swept values, joined."""
+    """A short name per cell (indexed by ``cell``): its labels (``crop + color``), else its swept
+    values (``temperature=0.5``)."""
     columns = [c for c in cells.columns if c not in ("cell", "method", "mean", "std", "count", "ci95")
                and not c.startswith("paper_")]
-    labels = [c for c in columns if "." not in c] or columns
+    labels = [c for c in columns if "." not in c]
+    values = [c for c in columns if "." in c]
 
     def name(row: pd.Series) -> str:
-        parts = [f"{row[c]}" if c in ("first", "second") else f"{c.rsplit('.', 1)[-1]}={row[c]}"
-                 for c in labels if pd.notna(row[c])]
-        return " + ".join(parts) if {"first", "second"} <= set(labels) else ", ".join(parts)
+        if {"first", "second"} <= set(labels) and pd.notna(row["first"]):
+            return f"{row['first']} + {row['second']}"
+        for group in (labels, values):
+            parts = [f"{c.rsplit('.', 1)[-1]}={row[c]}" for c in group if _present(row[c])]
+            if parts:
+                return ", ".join(parts)
+        return f"cell {row['cell']}"
 
     return pd.Series([name(r) for _, r in cells.iterrows()], index=cells["cell"], dtype=object)
+
+
+def _present(value) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray)) or pd.notna(value)
 
 
 def learning_curves(history: pd.DataFrame, names: pd.Series | None = None, value: str = "knn_top1",
@@ -156,6 +168,7 @@ def learning_curves(history: pd.DataFrame, names: pd.Series | None = None, value
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     stats = (history.dropna(subset=[value]).groupby(["cell", "epoch"])[value]
              .agg(["mean", "std", "count"]).reset_index())
@@ -169,6 +182,7 @@ def learning_curves(history: pd.DataFrame, names: pd.Series | None = None, value
         if several.any():
             ax.fill_between(curve["epoch"][several], (curve["mean"] - curve["std"])[several],
                             (curve["mean"] + curve["std"])[several], color=line.get_color(), alpha=0.2)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch (0: before training)")
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
@@ -177,3 +191,82 @@ def learning_curves(history: pd.DataFrame, names: pd.Series | None = None, value
     ax.set_title(f"Learning curves: {len(cells)} cells, mean over seeds (band: ±1 std)")
     fig.tight_layout()
     return fig
+
+
+def reference_bars(cells: pd.DataFrame, names: pd.Series | None = None, reference: str = "paper_top1",
+                   title: str = "", label: str = "kNN top-1 (ours)",
+                   reference_label: str = "the paper's value"):
+    """A matplotlib Figure with one bar per cell (our mean, 95 % interval as error bars where there are
+    seeds) and the paper's number for the cell as a marker on its own axis at the right, so the two
+    orderings can be compared even though the scales differ. The title gives Spearman's ρ."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = cell_names(cells) if names is None else names
+    x = np.arange(len(cells))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(cells) + 2), 4.6))
+    ax.bar(x, cells["mean"], yerr=cells["ci95"], capsize=4, color="#4c72b0", label=label)  # NaN: 1 seed
+    finite = cells["mean"][np.isfinite(cells["mean"])]
+    if len(finite):
+        span = finite.max() - finite.min()
+        ax.set_ylim(max(0.0, finite.min() - 2 * span - 0.02), finite.max() + span + 0.03)
+    base = ax.get_ylim()[0]
+    for xi, m in enumerate(cells["mean"]):  # our value at the foot of its bar, clear of the markers
+        ax.text(xi, base, f"{m:.3f}" if np.isfinite(m) else "no run", ha="center", va="bottom",
+                fontsize=8, color="white" if np.isfinite(m) else "grey")
+    ax.set_xticks(x, [names.get(c, str(c)) for c in cells["cell"]], rotation=20, ha="right")
+    ax.set_ylabel(label)
+    rho = math.nan
+    if reference in cells.columns and cells[reference].notna().any():
+        right = ax.twinx()
+        right.plot(x, cells[reference], "D", color="#dd8452", markersize=8, label=reference_label)
+        for xi, v in zip(x, cells[reference]):
+            if np.isfinite(v):
+                right.annotate(f"{v:g}", (xi, v), textcoords="offset points", xytext=(9, -3), fontsize=8,
+                               color="#dd8452")
+        refs = cells[reference].dropna()
+        pad = max(refs.max() - refs.min(), 1e-6)
+        right.set_ylim(refs.min() - 0.3 * pad, refs.max() + 0.15 * pad)  # markers clear of the values
+        right.set_ylabel(reference_label, color="#dd8452")
+        rho = rank_agreement(cells["mean"].reset_index(drop=True), cells[reference].reset_index(drop=True))
+        handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+        ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="upper left")
+    heading = title + (f" (Spearman's ρ with the paper: {rho:.2f})" if np.isfinite(rho) else "")
+    ax.set_title(heading.strip(), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_figures(path: str, value: str = "knn_top1", out: str | None = None) -> list[str]:
+    """Write a sweep's figures as PNG and SVG into ``out`` (default ``<sweep>/figures``): the Fig. 5
+    heat map for a pair grid, else bars of each cell beside the paper's numbers; and the learning
+    curves. Returns the files written."""
+    import matplotlib.pyplot as plt
+
+    sweep = load_sweep(path)
+    if not len(sweep.trials):
+        raise ValueError(f"{path} holds no trials yet")
+    out = out or f"{sweep.path}/figures"
+    os.makedirs(out, exist_ok=True)
+    cells = aggregate_seeds(sweep.trials, value)
+    names = cell_names(cells)
+    grid = sweep.meta.get("grid", "sweep")
+    figures = {}
+    if {"first", "second"} <= set(cells.columns):
+        figures["pairs"] = pair_heatmap(pair_matrix(cells),
+                                        title=f"{grid}: views from pairs of transformations")
+    else:
+        papers = [c for c in cells.columns if c.startswith("paper_")]
+        figures["cells"] = reference_bars(cells, names, papers[0] if papers else "paper_top1", title=grid)
+    if len(sweep.history) and value in sweep.history.columns:
+        figures["curves"] = learning_curves(sweep.history, names, value)
+    written = []
+    for name, fig in figures.items():
+        for ext in ("png", "svg"):
+            file = os.path.join(out, f"{grid}-{name}.{ext}")
+            fig.savefig(file, dpi=120)
+            written.append(file)
+        plt.close(fig)
+    return written

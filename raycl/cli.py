@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("grid", help="one of: " + ", ".join(GRIDS))
     add_sweep_options(sweep)
 
+    figures = sub.add_parser("figures", help="write a sweep's figures (PNG and SVG) beside its tables")
+    figures.add_argument("sweep", help="the sweep's directory (storage_path/name)")
+    figures.add_argument("--value", default="knn_top1", help="the trials' column to show")
+    figures.add_argument("--out", default=None, help="folder (default: SWEEP/figures)")
+
     views = sub.add_parser("views", help="write a PNG grid of a recipe's augmented views")
     views.add_argument("--recipe", default="simclr", help="simclr, moco_v1, moco_v2, byol, swav, pair:a,b")
     views.add_argument("--n", type=int, default=8, help="images (rows)")
@@ -95,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             return _views(args)
         if args.command == "sweep":
             return run_grids([args.grid], args)
+        if args.command == "figures":
+            from raycl.analysis import sweep_figures
+
+            print("\n".join(sweep_figures(args.sweep, args.value, args.out)))
+            return 0
         overrides = parse_sets(args.sets)
         if args.command == "config":
             cfg = preset(args.preset, args.method).override(overrides).validate()
@@ -105,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result = run_method(method=args.method, workers=args.workers, preset=args.preset,
                             resume=args.resume, verbose=args.verbose, **overrides)
-    except (ConfigError, FileExistsError) as exc:
+    except (ConfigError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(result.history.drop(columns=["run"]).to_string(index=False, float_format="%.4g"))

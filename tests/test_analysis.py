@@ -85,10 +85,41 @@ def test_cell_names_and_learning_curves(tmp_path):
     temps = aggregate_seeds(pd.DataFrame({"cell": [0, 1], "method.temperature": [0.1, 0.5],
                                           "status": "TERMINATED", "knn_top1": [0.3, 0.4]}))
     assert cell_names(temps).tolist() == ["temperature=0.1", "temperature=0.5"]
-    history = pd.DataFrame([{"cell": c, "seed": s, "epoch": e, "knn_top1": 0.2 + 0.05 * e + 0.01 * s + 0.1 * c}
+    history = pd.DataFrame([{"cell": c, "seed": s, "epoch": e,
+                             "knn_top1": 0.2 + 0.05 * e + 0.01 * s + 0.1 * c}
                             for c in range(3) for s in range(2) for e in range(4)])
     fig = learning_curves(history, names)
     fig.savefig(tmp_path / "curves.png", dpi=80)
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend == ["crop + color", "color + crop", "crop + crop"]
     assert len(fig.axes[0].collections) == 3  # a band per cell: each has two seeds
+
+
+def test_reference_bars_show_ours_beside_the_paper(tmp_path):
+    from raycl.analysis import reference_bars
+
+    trials = pd.DataFrame([{"cell": c, "seed": s, "augment.color_strength": strength, "paper_top1": paper,
+                            "status": "TERMINATED", "knn_top1": 0.30 + 0.02 * c + 0.005 * s}
+                           for c, (strength, paper) in enumerate([(0.125, 59.6), (0.25, 61.0), (0.5, 62.6),
+                                                                  (1.0, 63.2)]) for s in range(3)])
+    fig = reference_bars(aggregate_seeds(trials), title="SimCLR Table 1")
+    fig.savefig(tmp_path / "bars.png", dpi=80)
+    assert "ρ with the paper: 1.00" in fig.axes[0].get_title()
+    assert len(fig.axes) == 2  # ours, and the paper's axis at the right
+
+
+def test_figures_command_writes_a_sweeps_pictures(tmp_path, capsys):
+    from raycl.cli import main
+    from raycl.sweeps.tables import write_meta, write_tables
+
+    trials = _trials()
+    history = [{"key": k, "cell": c, "seed": s, "epoch": e, "knn_top1": 0.3 + 0.05 * e}
+               for k, c, s in zip(trials["key"], trials["cell"], trials["seed"]) for e in range(3)]
+    write_tables(str(tmp_path), trials.to_dict("records"), history)
+    write_meta(str(tmp_path), {"grid": "augmentation"})
+    assert main(["figures", str(tmp_path)]) == 0
+    written = capsys.readouterr().out.split()
+    assert sorted(p.rsplit("/", 1)[-1] for p in written) == [
+        "augmentation-curves.png", "augmentation-curves.svg",
+        "augmentation-pairs.png", "augmentation-pairs.svg"]
+    assert main(["figures", str(tmp_path / "nothing")]) == 2  # not a sweep: a clear error
