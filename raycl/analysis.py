@@ -47,7 +47,8 @@ def aggregate_seeds(trials: pd.DataFrame, value: str = "knn_top1") -> pd.DataFra
     if value not in trials.columns:
         raise ValueError(f"value={value!r} is not a column of the trials table; it has "
                          f"{', '.join(map(str, trials.columns))}")
-    done = trials["status"].eq("TERMINATED") if "status" in trials.columns else True
+    done = (trials["status"].eq("TERMINATED") if "status" in trials.columns
+            else pd.Series(True, index=trials.index))  # a table of finished runs only
     cells = trials[["cell", *_cell_columns(trials)]].drop_duplicates("cell").set_index("cell")
     values = trials.loc[done, ["cell", value]].dropna()
     stats = values.groupby("cell")[value].agg(["mean", "std", "count"])

@@ -38,6 +38,8 @@ def test_seeds_aggregate_to_mean_std_count_and_t_interval():
     assert "wall_time_s" not in cells.columns and "seed" not in cells.columns
     one_seed = aggregate_seeds(_trials()[lambda t: t["seed"] == 0])  # a metric is not a cell column
     assert "knn_top1" not in one_seed.columns and one_seed["count"].tolist() == [1, 1, 1, 0]
+    no_status = aggregate_seeds(_trials().dropna(subset=["knn_top1"]).drop(columns=["status"]))
+    assert no_status["count"].tolist() == [3, 2, 1]
     with pytest.raises(ValueError, match="value='top1' is not a column"):
         aggregate_seeds(_trials(), "top1")
 
