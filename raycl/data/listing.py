@@ -21,8 +21,6 @@ from raycl.data.reading import FileReader, ParquetReader, TableReader
 __all__ = ["Listing", "balanced_subset", "check_labels", "hashed_split", "key_ranks", "num_val"]
 
 Reader = TableReader | FileReader | ParquetReader
-ROW_SCHEMA = pa.schema([("key", pa.string()), ("label", pa.int64()), ("chunk", pa.int64()),
-                        ("pos", pa.int64())])
 
 
 @dataclass(frozen=True)
