@@ -42,8 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     figures = sub.add_parser("figures", help="write a sweep's figures (PNG and SVG) beside its tables")
     figures.add_argument("sweep", help="the sweep's directory (storage_path/name)")
-    figures.add_argument("--value", default="knn_top1", help="the trials' column to show")
+    figures.add_argument("--value", default=None, help="the trials' column to show (default: the grid's)")
     figures.add_argument("--out", default=None, help="folder (default: SWEEP/figures)")
+    figures.add_argument("--embedding", action="store_true", help="also map the best trial's embeddings")
+
+    report = sub.add_parser("report", help="write a sweep's self-contained HTML report")
+    report.add_argument("sweep", help="the sweep's directory (storage_path/name)")
+    report.add_argument("--value", default=None, help="the trials' column to show (default: the grid's)")
+    report.add_argument("--out", default=None, help="file (default: SWEEP/report.html)")
+    report.add_argument("--no-embedding", dest="embedding", action="store_false",
+                        help="leave out the embedding map (it loads the best checkpoint)")
 
     views = sub.add_parser("views", help="write a PNG grid of a recipe's augmented views")
     views.add_argument("--recipe", default="simclr", help="simclr, moco_v1, moco_v2, byol, swav, pair:a,b")
@@ -103,7 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "figures":
             from raycl.analysis import sweep_figures
 
-            print("\n".join(sweep_figures(args.sweep, args.value, args.out)))
+            print("\n".join(sweep_figures(args.sweep, args.value, args.out, args.embedding)))
+            return 0
+        if args.command == "report":
+            from raycl.analysis import sweep_report
+
+            print(sweep_report(args.sweep, args.out, args.value, args.embedding))
             return 0
         overrides = parse_sets(args.sets)
         if args.command == "config":

@@ -123,5 +123,5 @@ def test_figures_command_writes_a_sweeps_pictures(tmp_path, capsys):
     written = capsys.readouterr().out.split()
     assert sorted(p.rsplit("/", 1)[-1] for p in written) == [
         "augmentation-curves.png", "augmentation-curves.svg",
-        "augmentation-pairs.png", "augmentation-pairs.svg"]
+        "augmentation-grid.png", "augmentation-grid.svg"]
     assert main(["figures", str(tmp_path / "nothing")]) == 2  # not a sweep: a clear error
