@@ -358,3 +358,22 @@ def test_every_notebook_runs_top_to_bottom(real_sweep, tmp_path):
         if name == "overview":
             table = [o for o in nb.cells[2].outputs if "text/html" in o.get("data", {})]
             assert table and "byol_tau" in table[0]["data"]["text/html"]
+
+
+def test_every_reproduction_command_plans_its_grid(capsys):
+    """The commands reproductions/README.md prints are valid sweeps of every grid (dry run)."""
+    import shlex
+
+    from raycl.cli import main
+
+    sys.path.insert(0, os.path.join(ROOT, "reproductions"))
+    try:
+        import reproduce
+    finally:
+        sys.path.pop(0)
+    for grid in GRIDS:
+        argv = shlex.split(reproduce.command(grid))
+        assert argv[:4] == ["python", "-m", "raycl", "sweep"]
+        assert main([*argv[3:], "--dry-run"]) == 0, grid
+        planned = capsys.readouterr().out
+        assert "[skipped" not in planned, (grid, planned)

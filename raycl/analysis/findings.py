@@ -68,6 +68,10 @@ def _best(cells: pd.DataFrame, select: Select) -> tuple[float, float, str]:
     return float(row["mean"]), float(row["ci95"]), str(row["cell"])
 
 
+def _num(v: float) -> str:
+    return f"{v:.3f}" if np.isfinite(v) else "–"
+
+
 def _verdict(diff: float, noise: float) -> str:
     if not np.isfinite(diff):
         return "unmeasured"
@@ -113,7 +117,7 @@ def _check(cells_by_metric: Callable[[str], pd.DataFrame], claim: Claim) -> dict
     return {
         "claim": claim.text,
         "verdict": _verdict(a - b, math.sqrt(a_ci**2 + b_ci**2)),
-        "ours": f"{a:.3f} vs {b:.3f}",
+        "ours": f"{_num(a)} vs {_num(b)}",
     }
 
 

@@ -197,6 +197,7 @@ def category_plot(
         g: [k for k in keys if k is None or ((table[x] == g) & (table[series] == k)).any()] for g in groups
     }  # bars of a group are centred on it, however many series it has
     width = 0.8 / max(1, max((len(v) for v in present.values()), default=1))
+    written = []  # (x, value) of every bar, annotated once the axis range is known
     for k, (key, colour) in enumerate(zip(keys, colours)):
         part = table if key is None else table[table[series] == key]
         if not len(part):
@@ -237,17 +238,7 @@ def category_plot(
                 label=name,
                 error_kw={"elinewidth": 1, "ecolor": "#444"},
             )
-            for xi, v in zip(at, part["mean"]):
-                ax.annotate(
-                    value_format.format(v),
-                    (xi, v),
-                    textcoords="offset points",
-                    xytext=(0, 2),
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                    rotation=90 if len(keys) > 2 else 0,
-                )
+            written += list(zip(at, part["mean"]))
     if numeric:
         ax.set_xscale("log")
         ticks = sorted({float(g) for g in groups})
@@ -264,7 +255,12 @@ def category_plot(
     if kind == "bars" and len(table):
         low, high = float(table["mean"].min()), float(table["mean"].max())
         span = max(high - low, 0.02 * max(abs(high), 1e-6))
-        ax.set_ylim(max(0.0, low - 1.5 * span), high + 0.6 * span)  # room for the values written above
+        ax.set_ylim(max(0.0, low - 1.5 * span), high + 0.4 * span)
+        base = ax.get_ylim()[0]
+        for xi, v in written:  # each value at the foot of its bar, clear of the error bars
+            ax.annotate(value_format.format(v), (xi, base), textcoords="offset points", xytext=(0, 3),
+                        ha="center", va="bottom", fontsize=7, color="white",
+                        rotation=90 if len(keys) > 2 else 0)
     ax.grid(alpha=0.3, axis="y")
-    if series:
+    if series and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")

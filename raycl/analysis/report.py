@@ -22,7 +22,7 @@ from raycl.analysis.plots import learning_curves, reference_bars
 from raycl.analysis.stats import aggregate_seeds, cell_names
 from raycl.sweeps.tables import SweepResult, load_sweep
 
-__all__ = ["sweep_figures", "sweep_report", "write_figures"]
+__all__ = ["best_checkpoint", "sweep_figures", "sweep_report", "write_figures"]
 EMBEDDING_POINTS = 1500  # validation images in the report's embedding map
 
 
@@ -51,7 +51,7 @@ def _figures(sweep: SweepResult, value: str | None, embedding: bool) -> dict[str
     if len(sweep.history) and curve in sweep.history.columns:
         names = cell_names(aggregate_seeds(sweep.trials, curve))
         figures["curves"] = learning_curves(sweep.history, names, curve)
-    best = _best_checkpoint(sweep.trials, curve)
+    best = best_checkpoint(sweep.trials, curve)
     if embedding and best:
         from raycl.analysis.embedding import embedding_map
 
@@ -59,7 +59,9 @@ def _figures(sweep: SweepResult, value: str | None, embedding: bool) -> dict[str
     return figures
 
 
-def _best_checkpoint(trials: pd.DataFrame, value: str) -> str | None:
+def best_checkpoint(trials: pd.DataFrame, value: str = "knn_top1") -> str | None:
+    """The checkpoint of the trial with the highest ``value`` among those whose checkpoint is on this
+    machine, or None."""
     if "checkpoint" not in trials.columns or value not in trials.columns:
         return None
     done = trials.dropna(subset=["checkpoint", value])
