@@ -48,7 +48,7 @@ def grid_notebook(grid: Grid):
         new_markdown_cell("\n".join(about)),
         _parameters(f'SWEEP = "{REPRODUCTIONS}/{grid.name}"  # a sweep directory (storage_path/name)'),
         new_code_cell(
-            "%matplotlib inline\nimport raycl\nfrom raycl.analysis import (aggregate_seeds, cell_names, "
+            "%matplotlib inline\nimport raycl\nfrom raycl.analysis import (aggregate_seeds, cell_labels, "
             "check_findings, comparison, grid_figure,\n                            learning_curves)\n\n"
             f'GRID = "{grid.name}"\nsweep = raycl.load_sweep(SWEEP)\n'
             'assert sweep.meta["grid"] == GRID, \\\n'
@@ -75,7 +75,7 @@ def grid_notebook(grid: Grid):
             "over seeds with a ±1 std band."
         ),
         new_code_cell(
-            "names = cell_names(aggregate_seeds(sweep.trials))\nlearning_curves(sweep.history, names)"
+            "names = cell_labels(aggregate_seeds(sweep.trials), GRID)\nlearning_curves(sweep.history, names)"
         ),
         new_markdown_cell("## Every trial"),
         new_code_cell("sweep.trials"),

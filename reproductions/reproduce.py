@@ -75,7 +75,7 @@ def run(grid: str) -> None:
 def build(grid: str) -> dict | None:
     """Copy a grid's tables here, draw its figures; return what the README says of it."""
     from raycl import load_sweep
-    from raycl.analysis import (aggregate_seeds, cell_names, check_findings, comparison, embedding_map,
+    from raycl.analysis import (aggregate_seeds, cell_labels, check_findings, comparison, embedding_map,
                                 grid_figure, learning_curves)
     from raycl.analysis.report import best_checkpoint
 
@@ -90,7 +90,7 @@ def build(grid: str) -> dict | None:
             shutil.copyfile(os.path.join(source, name), os.path.join(out, name))
     trials = sweep.trials
     grid_figure(trials, grid).savefig(os.path.join(out, f"{grid}.png"), dpi=110)
-    names = cell_names(aggregate_seeds(trials))
+    names = cell_labels(aggregate_seeds(trials), grid)
     learning_curves(sweep.history, names).savefig(os.path.join(out, f"{grid}-curves.png"), dpi=100)
     embedding = os.path.join(out, f"{grid}-embedding.png")
     planned = len(sweep.meta.get("cells", [])) or len(trials)

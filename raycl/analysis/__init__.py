@@ -14,17 +14,17 @@ on use) and :mod:`~raycl.analysis.report`.
 """
 
 from raycl.analysis.findings import FINDINGS, Claim, check_findings
-from raycl.analysis.layouts import LAYOUTS, Layout, Metric, comparison, grid_figure, layout_of
+from raycl.analysis.layouts import LAYOUTS, Layout, Metric, cell_labels, comparison, grid_figure, layout_of
 from raycl.analysis.overview import all_trials, find_sweeps, load_sweeps, overview
 from raycl.analysis.plots import category_plot, learning_curves, pair_heatmap, reference_bars
 from raycl.analysis.report import sweep_figures, sweep_report, write_figures
 from raycl.analysis.stats import aggregate_seeds, cell_names, pair_matrix, rank_agreement, t_critical
 
 __all__ = ["FINDINGS", "LAYOUTS", "Claim", "Layout", "Metric", "aggregate_seeds", "all_trials",
-           "category_plot", "cell_names", "check_findings", "comparison", "embedding_map", "find_sweeps",
-           "grid_figure", "layout_of", "learning_curves", "load_sweeps", "overview", "pair_heatmap",
-           "pair_matrix", "rank_agreement", "reference_bars", "sweep_figures", "sweep_report", "t_critical",
-           "write_figures"]
+           "category_plot", "cell_labels", "cell_names", "check_findings", "comparison", "embedding_map",
+           "find_sweeps", "grid_figure", "layout_of", "learning_curves", "load_sweeps", "overview",
+           "pair_heatmap", "pair_matrix", "rank_agreement", "reference_bars", "sweep_figures",
+           "sweep_report", "t_critical", "write_figures"]
 
 
 def __getattr__(name: str):

@@ -24,7 +24,7 @@ from raycl.analysis.plots import OURS, PAPER, category_plot, pair_heatmap
 from raycl.analysis.stats import aggregate_seeds, cell_names, pair_matrix, rank_agreement
 from raycl.sweeps.grids import GRIDS, IMAGENET_TOP1
 
-__all__ = ["KNN", "LAYOUTS", "Layout", "Metric", "comparison", "grid_figure", "layout_of"]
+__all__ = ["KNN", "LAYOUTS", "Layout", "Metric", "cell_labels", "comparison", "grid_figure", "layout_of"]
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,18 @@ def grid_figure(trials: pd.DataFrame, grid: str, layout: Layout | None = None) -
     return fig
 
 
+def cell_labels(cells: pd.DataFrame, grid: str, layout: Layout | None = None) -> pd.Series:
+    """A name per cell (indexed by ``cell``) in the paper's terms: the layout's x value and series
+    (``1/2``, ``0.1 · ℓ2-normalised``), else :func:`~raycl.analysis.cell_names`."""
+    layout = layout or LAYOUTS.get(grid)
+    if layout is None or layout.heatmap:
+        return cell_names(cells)
+    names = layout.x_values(cells).astype(str)
+    if layout.series:
+        names = names + " · " + cells[layout.series].map(layout.series_name).reset_index(drop=True)
+    return pd.Series(names.to_numpy(), index=cells["cell"].to_numpy(), dtype=object)
+
+
 def comparison(trials: pd.DataFrame, grid: str, layout: Layout | None = None) -> pd.DataFrame:
     """One row per cell: its name in the paper's terms, ours (mean, 95 % half-width, seeds) for each
     metric the sweep measured, and the paper's numbers."""
@@ -251,12 +263,7 @@ def comparison(trials: pd.DataFrame, grid: str, layout: Layout | None = None) ->
     for metric in _metrics(trials, layout) if layout else [KNN]:
         cells = aggregate_seeds(trials, metric.ours)
         if out is None:
-            if layout and not layout.heatmap:
-                names = layout.x_values(cells).astype(str)
-                if layout.series:
-                    names = names + " · " + cells[layout.series].map(layout.series_name)
-            else:
-                names = cell_names(cells).reset_index(drop=True)
+            names = cell_labels(cells, grid, layout)
             out = pd.DataFrame({"cell": cells["cell"], "name": names.to_numpy(), "seeds": cells["count"]})
             for p in [c for c in cells.columns if c.startswith("paper_")]:
                 out[p] = cells[p].to_numpy()

@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from raycl.analysis.findings import check_findings
-from raycl.analysis.layouts import KNN, LAYOUTS, Layout, Metric, comparison, grid_figure
+from raycl.analysis.layouts import KNN, LAYOUTS, Layout, Metric, cell_labels, comparison, grid_figure
 from raycl.analysis.plots import learning_curves, reference_bars
 from raycl.analysis.stats import aggregate_seeds, cell_names
 from raycl.sweeps.tables import SweepResult, load_sweep
@@ -49,7 +49,7 @@ def _figures(sweep: SweepResult, value: str | None, embedding: bool) -> dict[str
         )
     curve = value or KNN.ours
     if len(sweep.history) and curve in sweep.history.columns:
-        names = cell_names(aggregate_seeds(sweep.trials, curve))
+        names = cell_labels(aggregate_seeds(sweep.trials, curve), grid, layout)
         figures["curves"] = learning_curves(sweep.history, names, curve)
     best = best_checkpoint(sweep.trials, curve)
     if embedding and best:
