@@ -138,9 +138,12 @@ def convert_batchnorm(module: nn.Module, use_gpu: bool) -> nn.Module:
 
 def _to_global_bn(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
+        like = next(iter([*module.parameters(), *module.buffers()]), None)  # keep dtype and device
         new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                              module.track_running_stats)
+                              module.track_running_stats, device=getattr(like, "device", None),
+                              dtype=like.dtype if like is not None and like.is_floating_point() else None)
         new.load_state_dict(module.state_dict())
+        new.train(module.training)
         if module.affine:  # keep frozen (momentum-network) BN parameters frozen
             new.weight.requires_grad_(module.weight.requires_grad)
             new.bias.requires_grad_(module.bias.requires_grad)

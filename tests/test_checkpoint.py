@@ -28,10 +28,18 @@ def test_checkpoint_round_trip(tmp_path):
     model.eval(), restored.eval()
     x = views[0]
     torch.testing.assert_close(restored.features(x), model.features(x))
-    # the next step is identical too (momentum buffers restored)
+    # the next step is identical too: its loss (weights restored) and, after the update, the weights
+    # and the optimizer's moments (AdamW's exp_avg, exp_avg_sq and step count restored)
     model.train(), restored.train()
     a, b = train_step(model, opt, views), train_step(restored, opt2, views)
     torch.testing.assert_close(a["loss"], b["loss"])
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(restored.state_dict()[name], value, msg=name)
+    moments, restored_moments = opt.state_dict()["state"], opt2.state_dict()["state"]
+    assert moments.keys() == restored_moments.keys() and moments
+    for i, slots in moments.items():
+        for slot, value in slots.items():
+            torch.testing.assert_close(restored_moments[i][slot], value, msg=f"param {i}: {slot}")
 
 
 def test_progress_line_shows_what_a_person_reads():

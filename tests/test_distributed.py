@@ -6,7 +6,8 @@ the suite pays the start-up twice:
   queues, momentum networks) with 2 workers as with 1 (MoCo with global BN for its queries, which
   makes it comparable; the paper's per-worker BN is its preset);
 - MoCo: every worker holds the same queue, equal to one worker's, in the same order;
-- BYOL: the target equals the EMA formula on every worker, and one worker's.
+- BYOL: the target equals the EMA formula on every worker, and one worker's;
+- GlobalBatchNorm on uneven shares (3 and 5 rows) equals BN on the whole batch in one process.
 """
 
 import os
@@ -26,6 +27,7 @@ from raycl import distributed
 from raycl.config import Config, preset
 from raycl.methods import METHODS, Progress
 from raycl.methods.momentum import momentum_at
+from raycl.models import GlobalBatchNorm
 from raycl.train import build_model, train_step
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -51,8 +53,34 @@ def _run_case(case: dict) -> dict:
             "state": {n: t.clone() for n, t in method.state_dict().items()}}
 
 
+BN_SHARES = {1: [(0, 8)], 2: [(0, 3), (3, 8)]}  # rows of an 8-row batch per rank: uneven with 2
+
+
+def _bn_input() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(5)
+    return torch.randn(8, 3, 5, 5, generator=g, dtype=torch.float64) * 2 + 1, \
+        torch.randn(8, 3, 5, 5, generator=g, dtype=torch.float64)
+
+
+def _bn_reference(bn: torch.nn.Module) -> dict:
+    """Two training passes of ``bn`` (the second on a shifted batch, so the running averages of
+    momentum=None weigh both) on this rank's rows; the loss is the sum over ranks of (y * w)."""
+    x_all, w_all = _bn_input()
+    lo, hi = BN_SHARES[distributed.world_size()][distributed.rank()]
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([0.5, 1.5, -1.0]))
+        bn.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    bn(x_all[lo:hi] * 0.5 - 2)
+    x = x_all[lo:hi].clone().requires_grad_(True)
+    y = bn(x)
+    (y * w_all[lo:hi]).sum().backward()
+    return {"y": y.detach(), "x_grad": x.grad, "weight_grad": bn.weight.grad, "bias_grad": bn.bias.grad,
+            "running_mean": bn.running_mean.clone(), "running_var": bn.running_var.clone()}
+
+
 def _loop(loop_config: dict) -> None:
     results = {name: _run_case(case) for name, case in loop_config["cases"].items()}
+    results["global_bn"] = _bn_reference(GlobalBatchNorm(3, momentum=None).double().train())
     rank = distributed.rank()  # ranks holding 3 and 4 rows (a kNN set's uneven shares)
     results["uneven"] = distributed.gather_uneven(torch.arange(10 * rank, 10 * rank + 3 + rank))
     torch.save(results, os.path.join(loop_config["out"], f"rank{distributed.rank()}.pt"))
@@ -72,7 +100,9 @@ def _fit(workers: int, cases: dict, out: str, storage: str) -> list[dict]:
 
 # cross-worker parts on: MoCo's queries with global BN (comparable across worker counts), BYOL's
 # target moving visibly
-COMPARABLE = {"moco": {"model.sync_bn": True}, "mocov2": {"model.sync_bn": True},
+# MoCo with 4 key-BN groups (more groups than workers; the same groups with 1 and 2 workers)
+COMPARABLE = {"moco": {"model.sync_bn": True, "method.key_bn_groups": 4},
+              "mocov2": {"model.sync_bn": True, "method.key_bn_groups": 4},
               "byol": {"method.momentum": 0.9}}
 
 
@@ -152,3 +182,19 @@ def test_gather_uneven_concatenates_shares_of_different_sizes_in_rank_order(runs
     assert one[0]["uneven"].tolist() == [0, 1, 2]
     for rank in range(2):
         assert two[rank]["uneven"].tolist() == [0, 1, 2, 10, 11, 12, 13]
+
+
+def test_global_bn_over_uneven_shares_equals_bn_on_the_whole_batch(runs):
+    """2 workers holding 3 and 5 rows: outputs, input gradients and running statistics as plain BN on
+    all 8 rows in one process; the parameter gradients summed over workers (as DDP does) too."""
+    _, one, two = runs
+    reference = _bn_reference(torch.nn.BatchNorm2d(3, momentum=None).double().train())  # one process
+    for (lo, hi), result in zip(BN_SHARES[2], (two[0]["global_bn"], two[1]["global_bn"])):
+        for key in ("y", "x_grad"):
+            torch.testing.assert_close(result[key], reference[key][lo:hi], rtol=1e-10, atol=1e-12, msg=key)
+        for key in ("running_mean", "running_var"):
+            torch.testing.assert_close(result[key], reference[key], rtol=1e-10, atol=1e-12, msg=key)
+    for key in ("weight_grad", "bias_grad"):
+        summed = two[0]["global_bn"][key] + two[1]["global_bn"][key]
+        torch.testing.assert_close(summed, reference[key], rtol=1e-10, atol=1e-12, msg=key)
+        torch.testing.assert_close(one[0]["global_bn"][key], reference[key], rtol=1e-10, atol=1e-12)

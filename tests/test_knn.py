@@ -8,16 +8,21 @@ import torch
 from raycl.knn import knn_accuracy, knn_class_scores
 
 
-def brute_force_knn(query, bank, labels, num_classes, k, t):
-    preds = []
+def brute_force_votes(query, bank, labels, num_classes, k, t):
+    """Each query's vote per class: exp(cos / t) summed over its k most similar bank rows."""
+    out = []
     for q in query:
         sims = [float(q @ b / (q.norm() * b.norm())) for b in bank]
         order = sorted(range(len(bank)), key=lambda i: -sims[i])[:k]
         votes = [0.0] * num_classes
         for i in order:
             votes[int(labels[i])] += math.exp(sims[i] / t)
-        preds.append(max(range(num_classes), key=lambda c: votes[c]))
-    return torch.tensor(preds)
+        out.append(votes)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def brute_force_knn(query, bank, labels, num_classes, k, t):
+    return brute_force_votes(query, bank, labels, num_classes, k, t).argmax(1)
 
 
 @pytest.mark.parametrize("k,t", [(1, 0.1), (5, 0.07), (12, 0.5)])
@@ -30,6 +35,22 @@ def test_knn_matches_brute_force(k, t):
     assert torch.equal(got, expected)
     acc = knn_accuracy(query, expected, bank, labels, 4, k, t)
     assert acc["knn_top1"] == 1.0 and acc["knn_top5"] == 1.0
+
+
+def test_knn_top5_counts_a_label_among_the_five_highest_votes():
+    """With 10 classes a label outside the five best-voted classes is a top-5 miss (with 4 classes,
+    as above, top-5 is always 1)."""
+    g = torch.Generator().manual_seed(3)
+    bank, query = torch.randn(60, 8, generator=g), torch.randn(40, 8, generator=g)
+    labels = torch.arange(60) % 10
+    truth = torch.randint(0, 10, (40,), generator=g)
+    votes = brute_force_votes(query, bank, labels, 10, 60, 0.5)  # every row votes: no ties
+    top5 = votes.topk(5, dim=1).indices
+    expected1 = (votes.argmax(1) == truth).double().mean().item()
+    expected5 = (top5 == truth[:, None]).any(1).double().mean().item()
+    acc = knn_accuracy(query, truth, bank, labels, 10, k=60, temperature=0.5)
+    assert 0 < expected5 < 1 and expected1 < expected5
+    assert acc["knn_top1"] == pytest.approx(expected1) and acc["knn_top5"] == pytest.approx(expected5)
 
 
 def test_knn_separable_clusters_and_chance():

@@ -91,6 +91,19 @@ def test_shuffled_bn_feeds_keys_in_other_groups_and_undoes_the_shuffle():
     torch.testing.assert_close(everything, ref)
 
 
+def test_moco_keys_use_the_configured_number_of_bn_groups(monkeypatch):
+    import raycl.methods.moco as moco
+
+    groups = []
+    real = moco.shuffled_forward
+    monkeypatch.setattr(moco, "shuffled_forward", lambda enc, x, g, gen: groups.append(g) or real(enc, x, g, gen))
+    for n, expected in ((4, 4), (0, 2)):  # 0: one group per worker, at least 2
+        model = build_model(_cfg("moco", **{"method.key_bn_groups": n, "method.queue_size": 64}))
+        model.before_step(Progress(0, 0, 1, 1))
+        model(_views("moco", b=16))
+        assert groups[-1] == expected
+
+
 def test_shuffled_bn_rejects_groups_that_do_not_fit():
     with pytest.raises(ValueError, match="BN groups"):
         shuffled_forward(nn.Identity(), torch.zeros(6, 1), 4, torch.Generator())
@@ -154,12 +167,24 @@ def test_swav_prototypes_frozen_in_first_epoch_then_learn():
     torch.testing.assert_close(model.prototypes.weight.norm(dim=1), torch.ones(cfg.method.prototypes))
 
 
-def test_swav_queue_joins_sinkhorn_once_full():
+def test_swav_queue_joins_sinkhorn_once_full(monkeypatch):
+    """Sinkhorn sees the batch alone until the queue is full, then the queue's scores on the current
+    prototypes stacked above the batch's (SwAV's code: queue first, codes of the batch kept)."""
+    import raycl.methods.swav as swav
+
+    seen = []
+    real = swav.sinkhorn
+    monkeypatch.setattr(swav, "sinkhorn", lambda scores, *a: seen.append(scores.clone()) or real(scores, *a))
     cfg = _cfg("swav", **{"method.queue_size": 16, "method.queue_start_epoch": 0})
     model = build_model(cfg)
     for step in range(3):
         model.before_step(Progress(step, 0, 3, 3))
+        if step == 2:
+            queued = model.queue.clone()  # full now: 16 rows of each of the two large views
         model(_views("swav", seed=step))
+    assert [s.shape[0] for s in seen] == [8, 8, 8, 8, 24, 24]  # two large views per step
+    for view, scores in enumerate(seen[4:]):
+        torch.testing.assert_close(scores[:16], queued[view] @ model.prototypes.weight.T)
     assert model.queue.shape == (2, 16, cfg.model.proj_out_dim)
     assert int(model.queue_rows) == 24 and model.queue.abs().sum(dim=2).gt(0).all()
 

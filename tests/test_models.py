@@ -67,3 +67,21 @@ def test_global_bn_conversion_keeps_frozen_parameters_frozen():
         p.requires_grad_(False)
     converted = convert_batchnorm(net, use_gpu=False)
     assert not any(p.requires_grad for p in converted.parameters())
+
+
+def test_global_bn_conversion_keeps_dtype_device_and_mode():
+    import copy
+
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).double()
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-1, 1)
+        net[1].running_var.uniform_(0.5, 2)
+    net.eval()
+    reference = copy.deepcopy(net)
+    converted = convert_batchnorm(net, use_gpu=False)
+    assert isinstance(converted[1], GlobalBatchNorm) and converted[1].training is False
+    for name, t in [*converted.named_parameters(), *converted.named_buffers()]:
+        original = dict([*reference.named_parameters(), *reference.named_buffers()])[name]
+        assert t.dtype == original.dtype and t.device == original.device, name
+    x = torch.randn(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(converted(x), reference(x), rtol=0, atol=0)

@@ -177,7 +177,8 @@ def test_evaluate_checkpoint_in_process(tmp_path):
                                    "name": "ck", "storage_path": str(tmp_path)})
     ckpt = tmp_path / "ck" / "checkpoint_000000"
     ckpt.mkdir(parents=True)
-    torch.save({"model": build_model(cfg).state_dict(), "optimizer": {}, "epoch": 0, "step": 0,
+    weights = build_model(cfg.override({"train.seed": 123})).state_dict()  # not the config's own init
+    torch.save({"model": weights, "optimizer": {}, "epoch": 0, "step": 0,
                 "history": [], "config": cfg.to_dict()}, ckpt / STATE_FILE)
     protocols = ["knn", "linear", "linear_z", "random_linear", "finetune10", "distill10", "transform"]
     df = raycl.evaluate(str(tmp_path / "ck"), protocols, use_ray=False, finetune_epochs=2,
@@ -189,10 +190,10 @@ def test_evaluate_checkpoint_in_process(tmp_path):
     assert df.loc[df["protocol"] == "distill10", "teacher_top1"].notna().all()
     assert set(df.loc[df["protocol"] == "transform", "features"]) == {"h", "z"}
     assert df.loc[df["protocol"] == "linear_z", "features"].iloc[0] == "g2"
-    # an untrained checkpoint is its own random-init baseline
+    # the probe reads the checkpoint's weights, the random baseline the config's seeded init
     lin = df[df["protocol"].isin(["linear", "random_linear"])].pivot(
-        index="split", columns="protocol", values="top1")
-    assert (lin["linear"] == lin["random_linear"]).all()
+        index="split", columns="protocol", values=["top1", "top5"])
+    assert not lin.xs("linear", axis=1, level=1).equals(lin.xs("random_linear", axis=1, level=1))
     on_disk = pd.read_parquet(tmp_path / "ck" / EVALUATION)
     assert len(on_disk) == len(df)
     assert (tmp_path / "ck" / subset_file(10, 0)).is_file()
