@@ -96,7 +96,8 @@ def test_moco_keys_use_the_configured_number_of_bn_groups(monkeypatch):
 
     groups = []
     real = moco.shuffled_forward
-    monkeypatch.setattr(moco, "shuffled_forward", lambda enc, x, g, gen: groups.append(g) or real(enc, x, g, gen))
+    monkeypatch.setattr(moco, "shuffled_forward",
+                        lambda enc, x, g, gen: groups.append(g) or real(enc, x, g, gen))
     for n, expected in ((4, 4), (0, 2)):  # 0: one group per worker, at least 2
         model = build_model(_cfg("moco", **{"method.key_bn_groups": n, "method.queue_size": 64}))
         model.before_step(Progress(0, 0, 1, 1))
