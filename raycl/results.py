@@ -21,7 +21,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-import torch
 
 from raycl.config import Config
 
@@ -31,12 +30,11 @@ SUMMARY = "summary.parquet"
 
 def history_from_checkpoint(checkpoint_dir: str) -> list[dict[str, Any]]:
     """The per-epoch history stored in a raycl checkpoint directory."""
-    from raycl.train import STATE_FILE
+    from raycl.train.state import STATE_FILE, read_state
 
     fs, path = filesystem(checkpoint_dir)
     with fs.open_input_file(f"{path}/{STATE_FILE}") as f:
-        state = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
-    return state["history"]
+        return read_state(f.read(), f"{checkpoint_dir}/{STATE_FILE}")["history"]
 
 
 def write_run(run_dir: str, cfg: Config, history: list[dict[str, Any]]) -> pd.DataFrame:

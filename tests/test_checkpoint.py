@@ -51,3 +51,36 @@ def test_progress_line_shows_what_a_person_reads():
                                      "data wait 6% | pretext top-1 0.290 | kNN top-1 0.505")
     assert progress_line({"epoch": 0, "knn_top1": 0.29, "knn_top5": 0.8}, 4) == \
         "[raycl] epoch 0/4 (before training) | kNN top-1 0.290"
+
+
+class _Payload:
+    """Stands for an object a malicious file would unpickle (it would run code on load)."""
+
+    def __reduce__(self):
+        return (print, ("this ran at load time",))
+
+
+def test_checkpoints_load_weights_only_and_a_pickled_object_is_refused(tmp_path, capsys):
+    import numpy as np
+    import pytest
+
+    from raycl.protocols.evaluation import load_checkpoint
+    from raycl.results import history_from_checkpoint
+
+    cfg = preset("tiny")
+    model = build_model(cfg)
+    opt = build_optimizer(model, cfg)
+    history = [{"epoch": 1, "loss": np.float32(4.2), "knn_top1": np.float64(0.3), "bad_images": np.int64(0)}]
+    save_state(str(tmp_path), model, opt, epoch=1, step=7, history=history, cfg=cfg)  # numpy made plain
+    state, _, _ = load_checkpoint(str(tmp_path))
+    assert state["history"] == [{"epoch": 1, "loss": pytest.approx(4.2), "knn_top1": 0.3, "bad_images": 0}]
+    assert type(history_from_checkpoint(str(tmp_path))[0]["loss"]) is float
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    torch.save({"model": {}, "history": [_Payload()]}, bad / "state.pt")
+    with pytest.raises(ValueError, match="not a raycl checkpoint.*does not unpickle"):
+        load_checkpoint(str(bad))
+    with pytest.raises(ValueError, match="not a raycl checkpoint"):
+        load_state(Checkpoint.from_directory(str(bad)))
+    assert "this ran at load time" not in capsys.readouterr().out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Sequence
@@ -11,7 +10,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow.fs as pafs
-import torch
 
 from raycl.config import Config
 from raycl.protocols.names import parse_protocols
@@ -23,7 +21,7 @@ from raycl.results import filesystem
 def load_checkpoint(checkpoint: Any) -> tuple[dict, str, str]:
     """``(state, checkpoint_dir, run_dir)`` from a checkpoint directory, a run directory (its latest
     checkpoint) or a :class:`~raycl.api.RunResult`."""
-    from raycl.train import STATE_FILE
+    from raycl.train.state import STATE_FILE, read_state
 
     if hasattr(checkpoint, "checkpoint") and hasattr(checkpoint, "path"):
         checkpoint = checkpoint.checkpoint
@@ -40,7 +38,7 @@ def load_checkpoint(checkpoint: Any) -> tuple[dict, str, str]:
         path = found[-1]
         checkpoint = path if "://" not in checkpoint else checkpoint.split("://")[0] + "://" + path
     with fs.open_input_file(f"{path}/{STATE_FILE}") as f:
-        state = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
+        state = read_state(f.read(), f"{checkpoint}/{STATE_FILE}")
     run_dir = checkpoint.rstrip("/").rsplit("/", 1)[0] if Path(path).name.startswith("checkpoint_") \
         else checkpoint
     return state, checkpoint, run_dir

@@ -1,10 +1,18 @@
-"""A run's checkpoint: one ``state.pt`` with model, optimizer, position and the metric history."""
+"""A run's checkpoint: one ``state.pt`` with model, optimizer, position and the metric history.
+
+Only tensors and plain data (numbers, strings, lists, dicts; the config as its dict) are stored, so a
+checkpoint is read with ``torch.load(weights_only=True)``: a file someone hands you cannot run code
+when it is opened.
+"""
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 from typing import Any
 
+import numpy as np
 import ray.train
 import torch
 
@@ -14,13 +22,37 @@ from raycl.methods.base import Method
 STATE_FILE = "state.pt"
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays turned into Python numbers and lists (a metric a user
+    adds to the history may be one), so the state stays loadable with ``weights_only=True``."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
+
+
 def save_state(directory: str, method: Method, optimizer, epoch: int, step: int,
                history: list[dict], cfg: Config) -> None:
     torch.save({"model": method.state_dict(), "optimizer": optimizer.state_dict(),
-                "epoch": epoch, "step": step, "history": history, "config": cfg.to_dict()},
+                "epoch": epoch, "step": step, "history": _plain(history), "config": cfg.to_dict()},
                os.path.join(directory, STATE_FILE))
+
+
+def read_state(data: bytes | str, name: str = STATE_FILE) -> dict[str, Any]:
+    """A checkpoint's state from its bytes or a local path, loaded with ``weights_only=True``; a file
+    holding anything else than tensors and plain data is refused with a ``ValueError`` naming it."""
+    source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{name} is not a raycl checkpoint: it holds objects other than tensors and plain "
+                         f"data, and raycl does not unpickle those ({first})") from None
 
 
 def load_state(checkpoint: ray.train.Checkpoint) -> dict[str, Any]:
     with checkpoint.as_directory() as d:
-        return torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False)
+        return read_state(os.path.join(d, STATE_FILE))
