@@ -158,3 +158,36 @@ def test_build_caches_by_source_and_reports_compiler_errors(tmp_path, monkeypatc
 def test_blur_kernel_larger_than_the_view_is_refused(images32):
     with pytest.raises(ValueError, match="blur kernel 33 is too large for 16x16 views"):
         A.ViewPipeline([A.Crop(16), A.Blur(1.0, kernel_size=33)], backend="fused")(images32, gen())
+
+
+def test_the_kernel_is_loaded_only_from_a_private_folder_with_its_recorded_digest(tmp_path, monkeypatch):
+    import os
+    import subprocess
+
+    if fused._compiler() is None:
+        pytest.skip("no C compiler")
+    cache = tmp_path / "cache"
+    path = fused.build(cache)
+    record = path.with_suffix(".sha256")
+    assert record.read_text() == fused._sha256(path)
+    assert oct(cache.stat().st_mode & 0o777) == "0o700" and not path.stat().st_mode & 0o022
+
+    compiled = []
+    real_run = subprocess.run
+    monkeypatch.setattr(fused.subprocess, "run", lambda *a, **k: compiled.append(a) or real_run(*a, **k))
+    assert fused.build(cache) == path and not compiled  # trusted: reused as it is
+
+    path.write_bytes(path.read_bytes() + b"\0")  # tampered with (or dropped there by someone else)
+    assert fused.build(cache) == path and len(compiled) == 1  # rebuilt over, not loaded
+    assert record.read_text() == fused._sha256(path)
+    record.unlink()  # no digest recorded: not trusted either
+    assert fused.build(cache) == path and len(compiled) == 2
+
+    os.chmod(cache, 0o777)  # a shared, world-writable cache: refused, whatever it holds
+    with pytest.raises(fused.FusedUnavailable, match="writable by other users.*RAYCL_CACHE_DIR"):
+        fused.build(cache)
+    os.chmod(cache, 0o700)
+    if os.getuid() == 0:  # root can hand the folder to another user
+        os.chown(cache, 65534, -1)
+        with pytest.raises(fused.FusedUnavailable, match="belongs to another user"):
+            fused.build(cache)

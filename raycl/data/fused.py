@@ -24,6 +24,7 @@ import logging
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -72,7 +73,11 @@ def _compiler() -> str | None:
 
 
 def build(directory: Path | None = None) -> Path:
-    """Compile ``_views.c`` (once per source, flags and CPU) and return the shared library's path."""
+    """Compile ``_views.c`` (once per source, flags and CPU) and return the shared library's path.
+
+    The library is used only from a directory owned by this user and writable by no one else, and only
+    while its SHA-256 matches the one recorded beside it when it was built here: a ``.so`` dropped into
+    a shared ``$RAYCL_CACHE_DIR`` is never executed (it is rebuilt over, or refused)."""
     cc = _compiler()
     if cc is None:
         raise FusedUnavailable("no C compiler found (set $CC, or install gcc or clang)")
@@ -80,10 +85,12 @@ def build(directory: Path | None = None) -> Path:
     key = hashlib.sha256(source + " ".join(FLAGS).encode() + _cpu_key().encode()).hexdigest()[:16]
     directory = directory or cache_dir()
     target = directory / f"raycl_views_{key}.so"
-    if target.exists():
+    record = target.with_suffix(".sha256")
+    if target.exists() and _trusted(directory, target, record):
         return target
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _check_private(directory)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
         os.close(fd)
     except OSError as exc:
@@ -94,11 +101,45 @@ def build(directory: Path | None = None) -> Path:
                               text=True, timeout=120)
         if done.returncode != 0:
             raise FusedUnavailable(f"{cc} failed on {SOURCE.name}: {done.stderr.strip()[-2000:]}")
+        os.chmod(tmp, 0o700)  # whatever the umask: no one else may write what we will execute
+        digest = _sha256(Path(tmp))
+        fd, tmp_record = tempfile.mkstemp(suffix=".sha256", dir=directory)
+        with os.fdopen(fd, "w") as f:
+            f.write(digest)
         os.replace(tmp, target)  # atomic: concurrent builders (Ray actors) each write their own tmp
+        os.replace(tmp_record, record)  # the digest of this build (another's is of identical bytes)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    if not _trusted(directory, target, record):
+        raise FusedUnavailable(f"{target} changed while it was being built; not loading it")
     return target
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _check_private(path: Path) -> None:
+    """Raise :class:`FusedUnavailable` unless ``path`` is owned by this user and not writable by others."""
+    st = path.stat()
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise FusedUnavailable(f"{path} belongs to another user (uid {st.st_uid}); raycl loads its compiled "
+                               "kernel only from a folder of your own: set $RAYCL_CACHE_DIR")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise FusedUnavailable(f"{path} is writable by other users; raycl loads its compiled kernel only "
+                               f"from a private folder: chmod go-w {path}, or set $RAYCL_CACHE_DIR")
+
+
+def _trusted(directory: Path, target: Path, record: Path) -> bool:
+    """Whether ``target`` may be loaded: a private folder and file, and the digest recorded at build
+    time matches. An untrusted folder raises (rebuilding there would not help)."""
+    _check_private(directory)
+    try:
+        _check_private(target)
+        return record.is_file() and record.read_text().strip() == _sha256(target)
+    except (FusedUnavailable, OSError):
+        return False  # a file not ours, or no digest recorded: build it again over it
 
 
 @functools.lru_cache(maxsize=1)
