@@ -14,7 +14,7 @@ import ray.train
 from raycl import results
 from raycl.data.decode import BadImageError
 from raycl.config import Config, from_overrides
-from raycl.train import STATE_FILE, build_trainer, ensure_ray, with_run_name
+from raycl.train import STATE_FILE, build_trainer, check_cluster, ensure_ray, with_run_name
 from raycl.train.progress import ProgressPrinter
 
 
@@ -67,7 +67,9 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
     cfg = with_run_name(cfg)
     run_dir = os.path.join(cfg.storage_path, cfg.name)
     _check_run_dir(run_dir, resume)
+    results.check_writable(cfg.storage_path)
     ensure_ray(cfg, verbose)
+    check_cluster(cfg)
     error = None
     with ProgressPrinter(cfg.train.epochs) as progress:  # its queue actor ends with the run
         built = build_trainer(cfg, callbacks=[progress.callback])

@@ -28,11 +28,30 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def closest(value: Any, allowed) -> str | None:
+    """The allowed name closest to a mistyped one (difflib, case-insensitive fallback), or None."""
+    if not isinstance(value, str):
+        return None
+    import difflib
+
+    names = [str(a) for a in allowed]
+    close = difflib.get_close_matches(value, names, n=1, cutoff=0.6) or \
+        difflib.get_close_matches(value.lower(), [n.lower() for n in names], n=1, cutoff=0.6)
+    return next(n for n in names if n.lower() == close[0].lower()) if close else None
+
+
+def nearest(value: Any, allowed) -> str:
+    """`` (did you mean 'x'?)`` for the allowed name closest to a mistyped one, else ``""``."""
+    match = closest(value, allowed)
+    return f" (did you mean {match!r}?)" if match else ""
+
+
 def one_of(name: str, value: Any, allowed: tuple, prefixes: tuple = ()) -> None:
     if value in allowed or (prefixes and isinstance(value, str) and value.startswith(prefixes)):
         return
     extra = [p + "..." for p in prefixes]
-    raise ConfigError(name, value, "one of " + ", ".join(list(map(str, allowed)) + extra))
+    names = ", ".join(list(map(str, allowed)) + extra)
+    raise ConfigError(name, value, f"one of {names}{nearest(value, allowed)}")
 
 
 def positive(name: str, value: Any) -> None:

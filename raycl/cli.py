@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raycl.checks import parse_sets
+from raycl.checks import one_of, parse_sets
 from raycl.config import METHODS, PRESETS, ConfigError, all_keys, parse_value, preset
 from raycl.methods import method_spec
 from raycl.sweeps.command import add_sweep_options, run_grids
 from raycl.sweeps.grids import GRIDS
+
+
+# names are checked by the configuration, whose errors say the nearest valid name in one line
+_ONE_OF_METHODS = "one of: " + ", ".join(METHODS)
+_ONE_OF_PRESETS = "one of: " + ", ".join(PRESETS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,9 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="pre-train a method and write its results")
-    run.add_argument("--method", default="simclr", choices=METHODS)
+    run.add_argument("--method", default="simclr", help=_ONE_OF_METHODS)
     run.add_argument("--workers", type=int, default=None, help="Ray Train workers")
-    run.add_argument("--preset", default="tiny", choices=PRESETS)
+    run.add_argument("--preset", default="tiny", help=_ONE_OF_PRESETS)
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config field (repeatable), e.g. --set optim.lr=0.3")
     run.add_argument("--resume", action="store_true",
@@ -28,13 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true", help="also show Ray's own worker output")
 
     show = sub.add_parser("config", help="print a preset's configuration, with overrides applied")
-    show.add_argument("--method", default="simclr", choices=METHODS)
-    show.add_argument("--preset", default="tiny", choices=PRESETS)
+    show.add_argument("--method", default="simclr", help=_ONE_OF_METHODS)
+    show.add_argument("--preset", default="tiny", help=_ONE_OF_PRESETS)
     show.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     keys = sub.add_parser("keys", help="list every field a method's configuration has, with its value")
-    keys.add_argument("--method", default="simclr", choices=METHODS)
-    keys.add_argument("--preset", default=None, choices=PRESETS,
-                      help="show the preset's values (default: the fields' own defaults)")
+    keys.add_argument("--method", default="simclr", help=_ONE_OF_METHODS)
+    keys.add_argument("--preset", default=None,
+                      help="show the preset's values (default: the fields' own defaults); " + _ONE_OF_PRESETS)
 
     sweep = sub.add_parser("sweep", help="run a paper's ablation grid as a Ray Tune sweep")
     sweep.add_argument("grid", help="one of: " + ", ".join(GRIDS))
@@ -103,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "keys":
+            method_spec(args.method)  # a mistyped name: the one-line error below
+            if args.preset is not None:
+                one_of("preset", args.preset, PRESETS)
             return _keys(args.method, args.preset)
         if args.command == "views":
             return _views(args)

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from raycl.config import Config
+from raycl.config import Config, ConfigError
 
 HISTORY = "history.parquet"
 SUMMARY = "summary.parquet"
@@ -97,6 +97,22 @@ def plot_history(df: pd.DataFrame) -> bytes:
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return buf.getvalue()
+
+
+def check_writable(path: str, field: str = "storage_path") -> None:
+    """Raise :class:`ConfigError` unless the local folder ``path`` can be created and written to
+    (before a run starts, instead of a traceback from deep inside Ray). URIs are left to their store."""
+    if "://" in path:
+        return
+    import tempfile
+
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".raycl-write-test-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(field, path,
+                          f"a folder raycl can create and write to ({exc.strerror or exc})") from None
 
 
 def filesystem(path: str) -> tuple[pafs.FileSystem, str]:

@@ -206,3 +206,36 @@ def test_data_side_tables_agree_with_the_config_names():
     from raycl.data import decode, sources
 
     assert (sources.SOURCES, decode.ON_BAD_IMAGE) == (SOURCES, ON_BAD_IMAGE)
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["run", "--method", "simclrr"], "method.name = 'simclrr' is not allowed: one of simclr, "),
+    (["run", "--preset", "tinyy"], "(did you mean 'tiny'?)"),
+    (["config", "--method", "Byol"], "(did you mean 'byol'?)"),
+    (["keys", "--preset", "imagenett"], "(did you mean 'imagenet'?)"),
+    (["config", "--set", "augment.recipe=simclrr"], "(did you mean 'simclr'?)"),
+    (["config", "--set", "augment.remove=flipp"], "(did you mean 'flip'?)"),
+    (["config", "--set", "train.storage_path=x"], "(did you mean 'storage_path'?)"),
+    (["config", "--set", "epohcs=3"], "(did you mean 'train.epochs'?)"),
+    (["sweep", "temprature", "--dry-run"], "(did you mean 'temperature'?)"),
+])
+def test_a_mistyped_name_is_one_line_naming_the_nearest_valid_one(argv, says, capsys):
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and says in err, err
+
+
+def test_a_storage_path_that_cannot_be_written_is_refused_before_ray_starts(tmp_path):
+    import os
+
+    import raycl
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="storage_path = .* a folder raycl can create and write to"):
+        raycl.run(method="simclr", storage_path=str(blocker / "runs"), epochs=1)
+    if os.getuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(ConfigError, match="Permission denied"):
+            raycl.run(method="simclr", storage_path=str(locked / "runs"), epochs=1)

@@ -69,3 +69,20 @@ def test_each_method_runs_end_to_end(ray_local, tmp_path, method):
         assert h.loc[[1, 2], "pretext_top1"].between(0, 1).all()
     assert h.loc[2, "knn_top1"] > h.loc[0, "knn_top1"]
     assert os.path.isfile(os.path.join(result.checkpoint, "state.pt"))
+
+
+def test_a_run_the_cluster_cannot_hold_fails_at_once(ray_local, monkeypatch, caplog, tmp_path):
+    """Asked for GPUs the local cluster lacks, or more CPUs than it has, a run stops before Ray Train
+    would wait forever; joining a cluster by address (it may autoscale) it says so and waits."""
+    from raycl.config import ConfigError, preset
+    from raycl.train import check_cluster
+
+    gpu = preset("tiny").override({"train.use_gpu": True}).validate()
+    with pytest.raises(ConfigError, match="train.use_gpu = True .* this cluster has 0 GPU"):
+        raycl.run(config=gpu, storage_path=str(tmp_path))
+    big = preset("tiny").override({"train.workers": 4, "train.batch_size": 64}).validate()
+    with pytest.raises(ConfigError, match="train.workers = 4 .* cluster's 4 CPUs: .* reserve 5 CPUs"):
+        check_cluster(big)
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    check_cluster(gpu)
+    assert "waiting for the cluster to grow" in caplog.text

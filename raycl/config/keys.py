@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from raycl.checks import ConfigError
+from raycl.checks import ConfigError, closest, nearest
 from raycl.config.sections import SECTION_CLASSES, TOP_LEVEL, unknown_option
 from raycl.methods import method_spec
 
@@ -23,6 +23,17 @@ def all_keys(method: str = "simclr") -> list[str]:
     return sorted(section_keys() + method_keys(method) + list(TOP_LEVEL))
 
 
+def _unknown(key: str, known: list[str]) -> str:
+    """What to say about a field that does not exist: the nearest one, and where to find them all."""
+    fields_ = [*known, *TOP_LEVEL]
+    hint = nearest(key, fields_)
+    if not hint:  # a mistyped leaf ("epohcs", "train.storage_path") matched on leaves alone
+        by_leaf = {f.rsplit(".", 1)[-1]: f for f in fields_}
+        leaf = closest(key.rsplit(".", 1)[-1], list(by_leaf))
+        hint = f" (did you mean {by_leaf[leaf]!r}?)" if leaf else ""
+    return f"an existing field{hint}; `python -m raycl keys` lists them; known fields: " + ", ".join(known)
+
+
 def resolve_key(key: str, method: str = "simclr") -> str:
     """Map ``"epochs"`` to ``"train.epochs"``; dotted keys are checked and returned unchanged.
 
@@ -36,10 +47,10 @@ def resolve_key(key: str, method: str = "simclr") -> str:
         section, _, leaf = key.partition(".")
         if section == "method":
             raise ConfigError(key, "(override)", unknown_option(method, leaf))
-        raise ConfigError(key, "(override)", "an existing field; known fields: " + ", ".join(known))
+        raise ConfigError(key, "(override)", _unknown(key, known))
     paths = [k for k in known if k.endswith("." + key)]
     if not paths:
-        raise ConfigError(key, "(override)", "an existing field; known fields: " + ", ".join(known))
+        raise ConfigError(key, "(override)", _unknown(key, known))
     if len(paths) > 1:
         raise ConfigError(key, "(override)", "an unambiguous name; use one of " + ", ".join(paths))
     return paths[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from raycl.checks import ConfigError, one_of
+from raycl.checks import ConfigError, nearest, one_of
 from raycl.config.core import Config
 from raycl.config.sections import (AugmentConfig, DataConfig, EvalConfig, ModelConfig, OptimConfig,
                                    TrainConfig)
@@ -83,4 +83,4 @@ def _scale(name: str) -> Config:
             eval=EvalConfig(knn_k=200, knn_temperature=0.1, knn_bank_size=100_000),
             preset="imagenet",
         )
-    raise ConfigError("preset", name, "one of " + ", ".join(PRESETS))
+    raise ConfigError("preset", name, "one of " + ", ".join(PRESETS) + nearest(name, PRESETS))

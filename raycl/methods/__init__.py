@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from raycl.checks import ConfigError
+from raycl.checks import ConfigError, nearest
 
 if TYPE_CHECKING:
     from raycl.config import Config
@@ -33,7 +33,7 @@ METHODS: tuple[str, ...] = tuple(REGISTRY)
 def method_class(name: str) -> type["Method"]:
     """The class implementing method ``name`` (imports its file)."""
     if name not in REGISTRY:
-        raise ConfigError("method.name", name, "one of " + ", ".join(METHODS))
+        raise ConfigError("method.name", name, "one of " + ", ".join(METHODS) + nearest(name, METHODS))
     module, _, cls = REGISTRY[name].partition(":")
     found = getattr(importlib.import_module(f"{__name__}.{module}"), cls)
     if found.spec.name != name:

@@ -15,7 +15,7 @@ from raycl.sweeps.grids import GRIDS, get_grid
 
 
 def add_sweep_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="tiny", choices=PRESETS)
+    parser.add_argument("--preset", default="tiny", help="one of: " + ", ".join(PRESETS))
     parser.add_argument("--seeds", type=int, default=1, help="seeds per cell (0 .. N-1)")
     parser.add_argument("--data", default=None,
                         help="a Parquet file or folder (train.parquet/test.parquet), or an image folder")

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from raycl.checks import nearest
+
 # SimCLR Fig. 5's transformations, in the figure's order
 FIG5_OPS = ("crop", "cutout", "color", "sobel", "noise", "blur", "rotate")
 IMAGENET_TOP1 = "ImageNet linear top-1 (%), ResNet-50"
@@ -275,5 +277,5 @@ GRIDS: dict[str, Grid] = {g.name: g for g in (
 
 def get_grid(name: str) -> Grid:
     if name not in GRIDS:
-        raise ValueError(f"grid {name!r} is not known: one of {', '.join(GRIDS)}")
+        raise ValueError(f"grid {name!r} is not known: one of {', '.join(GRIDS)}{nearest(name, GRIDS)}")
     return GRIDS[name]

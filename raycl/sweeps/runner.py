@@ -23,11 +23,12 @@ import ray
 from ray import tune
 
 from raycl.config import Config, from_overrides
+from raycl.results import check_writable
 from raycl.sweeps.grids import Grid, get_grid
 from raycl.sweeps.plan import PlannedRun, plan
 from raycl.sweeps.tables import (SweepResult, evaluation_columns, history_rows, load_sweep, trial_row,
                                 write_meta, write_tables)
-from raycl.train import build_trainer, ensure_ray
+from raycl.train import build_trainer, check_cluster, ensure_ray
 from raycl.train.trainer import augment_cpus, run_cpus
 
 log = logging.getLogger(__name__)
@@ -152,9 +153,10 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
     if os.path.isdir(path) and any(os.scandir(path)) and not resume:
         raise FileExistsError(f"sweep {name!r} already exists in {os.path.dirname(path)}: pass "
                               "resume=True (CLI: --resume) to continue it, or choose another name")
-    os.makedirs(path, exist_ok=True)
+    check_writable(path)
     # a local Ray that raycl starts is sized for as many trials as the machine's cores carry
     ensure_ray(first, verbose, runs=concurrency or max(1, int((os.cpu_count() or 1) // run_cpus(first))))
+    check_cluster(first)
     limit = concurrency or max_concurrent(first, ray.cluster_resources().get("CPU", 1))
     write_meta(path, _meta(grid, preset, runs, overrides, only, limit, protocols))
     print(f"[raycl] sweep {grid.name} ({grid.source}) at preset {preset}: {len(todo)} trials "

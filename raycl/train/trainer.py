@@ -19,6 +19,7 @@ import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from raycl.checks import ConfigError
 from raycl.config import Config
 from raycl.data.pipeline import Pipelines, build_pipelines
 from raycl.train.loop import train_loop
@@ -114,6 +115,33 @@ def ensure_ray(cfg: Config, verbose: bool = False, runs: int = 1) -> None:
     idle = max(IDLE_WORKERS, 2 * num_cpus)
     ray.init(num_cpus=num_cpus, log_to_driver=verbose, _system_config={"num_workers_soft_limit": idle},
              **quiet)
+
+
+def check_cluster(cfg: Config) -> None:
+    """Fail at once, naming what to change, when the cluster cannot hold the run: GPUs asked for that
+    it does not have, or fewer CPUs than the run's workers and augmentation reserve plus one for Ray
+    Data (Ray Train would wait for them forever). A cluster joined through ``RAY_ADDRESS`` may
+    autoscale: there a shortfall is said once and the run waits for nodes."""
+    have = ray.cluster_resources()
+    gpus, cpus = float(have.get("GPU", 0)), float(have.get("CPU", 0))
+    short = []
+    if cfg.train.use_gpu and gpus < cfg.train.workers:
+        short.append(ConfigError(
+            "train.use_gpu", True, f"a cluster with a GPU per worker: {cfg.train.workers} worker(s), and "
+            f"this cluster has {gpus:g} GPU(s); set train.use_gpu=false or fewer train.workers"))
+    need = run_cpus(cfg) + 1
+    if cpus + 1e-9 < need:
+        short.append(ConfigError(
+            "train.workers", cfg.train.workers, f"a run that fits the cluster's {cpus:g} CPUs: its workers "
+            f"and augmentation reserve {need - 1:g} CPUs, plus 1 for Ray Data; lower train.workers, "
+            "train.cpus_per_worker or augment.actors"))
+    if not short:
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        for exc in short:
+            log.warning("raycl: waiting for the cluster to grow (%s)", exc)
+        return
+    raise short[0]
 
 
 class _DropTokenNotice(logging.Filter):
