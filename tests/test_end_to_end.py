@@ -49,6 +49,10 @@ def test_simclr_tiny_end_to_end(ray_local, tmp_path, capsys, monkeypatch):
     pd.testing.assert_frame_equal(resumed.history.iloc[:3], h, check_dtype=False)
     assert math.isfinite(resumed.metrics["loss"]) and resumed.metrics["epoch"] == 3
     assert 0 < resumed.metrics["knn_top1"] <= 1
+    # the finished 2-epoch schedule is not re-stretched over 3 epochs: the extra epoch trains at the
+    # schedule's end value instead of jumping back up to ~25 % of the peak (raycl.train.model.Schedule)
+    lr = resumed.history.set_index("epoch")["lr"]
+    assert lr[3] <= lr[2] < 0.01 * resumed.config.effective_lr()
 
 
 # kNN top-1 on the validation split must beat the randomly initialised network's after 2 epochs

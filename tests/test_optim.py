@@ -37,6 +37,40 @@ def test_linear_batch_scaling_and_run_schedule():
     assert s.lr(cfg, 3) == pytest.approx(cfg.effective_lr())
 
 
+def _lrs(schedule, cfg, steps):
+    return [schedule.lr(cfg, t) for t in steps]
+
+
+def test_a_resumed_run_continues_its_schedules_without_a_jump():
+    """Resumed with its own epochs a run continues exactly; with more, the rest of the schedule is
+    stretched over the steps left (no jump, no second warm-up, the end value at the new end); a
+    finished run resumed for more epochs stays at its final learning rate."""
+    cfg = preset("tiny").override({"optim.lr": 1.0, "train.batch_size": 64, "train.workers": 1,
+                                   "optim.warmup_epochs": 1, "train.epochs": 4, "optim.min_lr_ratio": 0.1})
+    first = Schedule.for_run(cfg, num_train=640)  # 10 steps per epoch, 40 in all, 10 of warm-up
+    same = Schedule.for_run(cfg, 640, {"step": 20, **first.state()})
+    assert _lrs(same, cfg, range(41)) == _lrs(first, cfg, range(41))
+
+    longer = cfg.override({"train.epochs": 8})
+    ext = Schedule.for_run(longer, 640, {"step": 20, **first.state()})  # stopped at epoch 2 of 4
+    lrs = _lrs(ext, longer, range(81))
+    assert lrs[:21] == _lrs(first, cfg, range(21))  # the past is what it was
+    assert all(b <= a for a, b in zip(lrs[20:], lrs[21:]))  # decays from there: no warm-up again
+    assert lrs[80] == pytest.approx(0.1 * cfg.effective_lr()) and lrs[79] > lrs[80]
+    jumps = [abs(b - a) for a, b in zip(lrs, lrs[1:])][10:]
+    assert max(jumps) <= max(abs(b - a) for a, b in zip(_lrs(first, cfg, range(41)), _lrs(first, cfg, range(1, 42))))
+    assert ext.progress(50, 5).position() == pytest.approx(20 + 20 * 30 / 60)  # momentum: same map
+
+    again = Schedule.for_run(longer.override({"train.epochs": 6}), 640, {"step": 50, **ext.state()})
+    assert again.position(50) == pytest.approx(ext.position(50)) and again.position(60) == 40
+    assert again.lr(cfg, 20) == lrs[20]  # the first stretch is kept
+
+    done = Schedule.for_run(cfg.override({"train.epochs": 6}), 640, {"step": 40, **first.state()})
+    assert {round(v, 12) for v in _lrs(done, cfg, range(40, 61))} == {round(first.lr(cfg, 40), 12)}
+    old = Schedule.for_run(longer, 640, {"step": 20, "epochs": 4})  # a checkpoint without its schedule
+    assert _lrs(old, longer, range(81)) == lrs
+
+
 def reference_lars_step(p, g, buf, lr, momentum, wd, eta):
     g = g + wd * p
     trust = eta * p.norm() / g.norm()

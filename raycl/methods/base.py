@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -15,13 +16,32 @@ if TYPE_CHECKING:
     from raycl.config import Config
 
 
+def schedule_position(step: float, anchors: tuple) -> float:
+    """``step`` mapped through piecewise-linear ``anchors`` ((run step, schedule step), ..., run
+    steps strictly increasing); beyond the last anchor the schedules stay at their end."""
+    if not anchors:
+        return float(step)
+    run, sched = zip(*anchors)
+    return float(np.interp(step, run, sched))
+
+
 class Progress(NamedTuple):
-    """Where the run is: passed to the step hooks of a :class:`Method`."""
+    """Where the run is: passed to the step hooks of a :class:`Method`.
+
+    Schedules (learning rate, EMA momentum) are functions of :meth:`position` over ``total_steps``:
+    the step itself, except in a run resumed with more (or fewer) epochs than it was planned with,
+    whose remaining schedule is stretched over its new remaining steps (``anchors``)."""
 
     step: int  # optimizer steps taken before this one, over the whole run
     epoch: int  # 0-based epoch of this step
     steps_per_epoch: int
-    total_steps: int
+    total_steps: int  # length of the schedules, in schedule steps
+    anchors: tuple = ()  # ((run step, schedule step), ...): piecewise-linear map; () is the identity
+
+    def position(self, step: int | None = None) -> float:
+        """Where ``step`` (default: this one) falls on the schedules, 0 … ``total_steps``."""
+        step = self.step if step is None else step
+        return schedule_position(step, self.anchors)
 
 
 class Method(nn.Module):
@@ -83,7 +103,7 @@ class Method(nn.Module):
         pair of :meth:`momentum_pairs`, m from ``method.momentum`` on its schedule."""
         pairs = self.momentum_pairs()
         if pairs:
-            m = self.momentum_at(progress.step, progress.total_steps)
+            m = self.momentum_at(progress.position(), progress.total_steps)
             for target, online in pairs:
                 ema_update(target, online, m)
 
@@ -91,7 +111,7 @@ class Method(nn.Module):
         """(target, online) modules kept as exponential moving averages; none by default."""
         return []
 
-    def momentum_at(self, step: int, total_steps: int) -> float:
+    def momentum_at(self, step: float, total_steps: int) -> float:
         """The EMA coefficient at ``step`` (``method.momentum`` on ``method.momentum_schedule``)."""
         return momentum_at(step, total_steps, self.cfg.method.momentum, self.cfg.method.momentum_schedule)
 

@@ -89,4 +89,4 @@ class BYOL(Method):
 
     def after_step(self, progress: Progress) -> None:
         super().after_step(progress)
-        self.current_momentum = self.momentum_at(progress.step + 1, progress.total_steps)
+        self.current_momentum = self.momentum_at(progress.position(progress.step + 1), progress.total_steps)

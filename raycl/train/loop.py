@@ -24,7 +24,7 @@ from raycl import distributed
 from raycl.config import Config
 from raycl.data.pipeline import EvalSet
 from raycl.knn import knn_accuracy
-from raycl.methods.base import Method, Progress
+from raycl.methods.base import Method
 from raycl.optim import build_optimizer, set_lr
 from raycl.runtime import keep_freed_memory
 from raycl.seeding import derive_seed
@@ -41,14 +41,15 @@ def train_loop(loop_config: dict) -> None:
 
     method = build_model(cfg).to(device)
     optimizer = build_optimizer(method, cfg)
-    schedule = Schedule.for_run(cfg, loop_config["num_train"])
-    start_epoch, step, history = 0, 0, []
+    start_epoch, step, history, resumed = 0, 0, [], None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:  # resuming: same run name, or a restarted worker group
         state = load_state(checkpoint)
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        resumed = {"step": step, "epochs": state["config"]["train"]["epochs"], **state.get("schedule", {})}
+    schedule = Schedule.for_run(cfg, loop_config["num_train"], resumed)
     with warnings.catch_warnings():
         # Ray 2.60 deprecates broadcast_buffers, but its replacement still syncs buffers at init,
         # and rank-local buffers (SwAV's queue part) must not be synced
@@ -78,7 +79,7 @@ def train_loop(loop_config: dict) -> None:
             row.update(monitor())
         history.append(row)
         save = (epoch + 1) % cfg.train.checkpoint_every == 0 or last
-        report(row, save, method, optimizer, epoch + 1, step, history, cfg)
+        report(row, save, method, optimizer, epoch + 1, step, history, cfg, schedule)
 
 
 def run_epoch(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer, shard,
@@ -100,7 +101,7 @@ def run_epoch(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer
             break
         set_lr(optimizer, schedule.lr(cfg, step), cfg.effective_lr())
         views = [batch[f"view{i}"] for i in range(method.num_views)]
-        progress = Progress(step, epoch, schedule.steps_per_epoch, schedule.total_steps)
+        progress = schedule.progress(step, epoch)
         for k, v in train_step(model, optimizer, views, method, progress).items():
             sums[k] = sums.get(k, 0.0) + v.float()
         step += 1
@@ -153,11 +154,12 @@ def knn_monitor(method: Method, cfg: Config, num_classes: int, knn_sets: dict[st
 
 
 def report(metrics: dict, save: bool, method: Method, optimizer, epoch: int, step: int,
-           history: list[dict], cfg: Config) -> None:
+           history: list[dict], cfg: Config, schedule: Schedule | None = None) -> None:
     """Every rank reports (it is a barrier); rank 0 attaches the checkpoint."""
     if save and distributed.rank() == 0:
         with tempfile.TemporaryDirectory() as d:
-            save_state(d, method, optimizer, epoch, step, history, cfg)
+            save_state(d, method, optimizer, epoch, step, history, cfg,
+                       schedule.state() if schedule else None)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
     else:
         ray.train.report(metrics)

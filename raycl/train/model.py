@@ -11,7 +11,7 @@ from torch import nn
 from raycl import distributed
 from raycl.config import Config
 from raycl.methods import build_method
-from raycl.methods.base import Method, Progress
+from raycl.methods.base import Method, Progress, schedule_position
 from raycl.optim import warmup_cosine
 
 # Workers report progress through this logger, not print: Ray Train V2 turns a worker's print into
@@ -19,27 +19,63 @@ from raycl.optim import warmup_cosine
 log = logging.getLogger("raycl.train")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Schedule:
-    """Step counts of a run, derived from the data size and the batch size."""
+    """Step counts of a run, derived from the data size and the batch size, and where each step falls
+    on the learning-rate and momentum schedules.
+
+    A run resumed with the epochs it was planned with continues its schedules exactly. Resumed with
+    more (or fewer) epochs, the schedules go on from where they were, without a jump, and their
+    remaining part is stretched (or compressed) over the new remaining steps: warm-up is not redone,
+    and the learning rate reaches its end value at the new last step. A finished run resumed for more
+    epochs therefore trains them at its final learning rate (a fresh schedule is a new run)."""
 
     steps_per_epoch: int
-    total_steps: int
+    total_steps: int  # optimizer steps of the run
     warmup_steps: int
+    planned_steps: int = 0  # length of the schedules (the run's first plan); 0: total_steps
+    anchors: tuple = ()  # ((run step, schedule step), ...); (): the identity
 
     @classmethod
-    def for_run(cls, cfg: Config, num_train: int) -> "Schedule":
+    def for_run(cls, cfg: Config, num_train: int, resumed: dict | None = None) -> "Schedule":
+        """The run's schedule; ``resumed``: the checkpoint's :meth:`state` with its ``step`` (and the
+        ``epochs`` it was planned with, for checkpoints written before schedules were stored)."""
         per_worker = num_train // cfg.train.workers  # streaming_split(equal=True)
         steps = per_worker // cfg.local_batch_size  # drop_last=True
         if steps < 1:
             raise ValueError(f"train.batch_size = {cfg.train.batch_size} leaves no full step for "
                              f"{num_train} training images")
         total = steps * cfg.train.epochs
-        return cls(steps, total, round(cfg.optim.warmup_epochs * steps))
+        fresh = cls(steps, total, round(cfg.optim.warmup_epochs * steps))
+        if not resumed:
+            return fresh
+        planned = int(resumed.get("planned_steps") or steps * resumed["epochs"])
+        at = int(resumed["step"])
+        anchors = tuple(tuple(a) for a in resumed.get("anchors") or ((0, 0), (planned, planned)))
+        if anchors[-1][0] != total:  # a new length: keep the past, run the rest over the steps left
+            kept = tuple(a for a in anchors if a[0] < at)
+            anchors = (*kept, (at, schedule_position(at, anchors)), (max(total, at + 1), planned))
+        return cls(steps, total, int(resumed.get("warmup_steps", fresh.warmup_steps)), planned, anchors)
+
+    @property
+    def length(self) -> int:
+        """Length of the schedules, in schedule steps."""
+        return self.planned_steps or self.total_steps
+
+    def position(self, step: float) -> float:
+        return schedule_position(step, self.anchors)
 
     def lr(self, cfg: Config, step: int) -> float:
-        return warmup_cosine(step, self.total_steps, self.warmup_steps, cfg.effective_lr(),
+        return warmup_cosine(self.position(step), self.length, self.warmup_steps, cfg.effective_lr(),
                              cfg.optim.schedule, cfg.optim.min_lr_ratio)
+
+    def progress(self, step: int, epoch: int) -> Progress:
+        return Progress(step, epoch, self.steps_per_epoch, self.length, self.anchors)
+
+    def state(self) -> dict:
+        """Plain data for the checkpoint, so that a resumed run knows its schedules."""
+        return {"planned_steps": self.length, "warmup_steps": self.warmup_steps,
+                "anchors": [list(a) for a in self.anchors]}
 
 
 def build_model(cfg: Config, global_bn: bool | None = None) -> Method:

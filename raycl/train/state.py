@@ -35,10 +35,13 @@ def _plain(value: Any) -> Any:
 
 
 def save_state(directory: str, method: Method, optimizer, epoch: int, step: int,
-               history: list[dict], cfg: Config) -> None:
-    torch.save({"model": method.state_dict(), "optimizer": optimizer.state_dict(),
-                "epoch": epoch, "step": step, "history": _plain(history), "config": cfg.to_dict()},
-               os.path.join(directory, STATE_FILE))
+               history: list[dict], cfg: Config, schedule: dict | None = None) -> None:
+    """``schedule``: :meth:`raycl.train.model.Schedule.state`, so a resumed run knows its schedules."""
+    state = {"model": method.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+             "step": step, "history": _plain(history), "config": cfg.to_dict()}
+    if schedule is not None:
+        state["schedule"] = _plain(schedule)
+    torch.save(state, os.path.join(directory, STATE_FILE))
 
 
 def read_state(data: bytes | str, name: str = STATE_FILE) -> dict[str, Any]:
