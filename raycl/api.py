@@ -15,6 +15,7 @@ from raycl import results
 from raycl.data.decode import BadImageError
 from raycl.config import Config, from_overrides
 from raycl.train import STATE_FILE, build_trainer, check_cluster, ensure_ray, with_run_name
+from raycl.train.model import DivergedError
 from raycl.train.progress import ProgressPrinter
 
 
@@ -83,10 +84,14 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
     history = results.history_from_checkpoint(checkpoint_path) if checkpoint_path else []
     out = results.write_run(run_dir, cfg, history)
     if error is not None:
-        bad = _bad_image(error)
+        bad = _worker_error(error, BadImageError)
         if bad is not None:  # say which file, not Ray's wrapped traceback
             raise BadImageError(f"raycl run {cfg.name} stopped at an undecodable image (data.on_bad_image="
                                 f"'fail'): {bad}") from error
+        diverged = _worker_error(error, DivergedError)
+        if diverged is not None:
+            raise DivergedError(f"raycl run {cfg.name} stopped: {diverged} (its history so far is in "
+                                f"{run_dir})") from None
         raise RuntimeError(f"raycl run {cfg.name} failed; its history so far is in {run_dir}") from error
     final = {k: (v.item() if hasattr(v, "item") else v)
              for k, v in out.iloc[-1].items() if pd.notna(v)} if len(out) else {}
@@ -99,15 +104,16 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
     return RunResult(final, out, checkpoint_path, run_dir, cfg, evaluation)
 
 
-def _bad_image(error: BaseException) -> BadImageError | None:
-    """The undecodable image that stopped a run's workers, if that is why it failed."""
+def _worker_error(error: BaseException, kind: type) -> BaseException | None:
+    """The ``kind`` error (e.g. an undecodable image) that stopped a run's workers, if that is why
+    it failed, rebuilt from its message (Ray wraps it)."""
     for failure in (getattr(error, "worker_failures", None) or {}).values():
         seen = failure
         while seen is not None:
             cause = getattr(seen, "cause", None)  # a RayTaskError's original exception
             for candidate in (cause, seen):
-                if isinstance(candidate, BadImageError):
-                    return BadImageError(str(candidate.args[0]) if candidate.args else str(candidate))
+                if isinstance(candidate, kind):
+                    return kind(str(candidate.args[0]) if candidate.args else str(candidate))
             seen = seen.__cause__
     return None
 

@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except FloatingPointError as exc:  # the run diverged: a one-line reason, not Ray's traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(result.history.drop(columns=["run"]).to_string(index=False, float_format="%.4g"))
     print(f"checkpoint: {result.checkpoint}")
     print(f"results:    {result.path}")

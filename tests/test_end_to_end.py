@@ -90,3 +90,17 @@ def test_a_run_the_cluster_cannot_hold_fails_at_once(ray_local, monkeypatch, cap
     monkeypatch.setenv("RAY_ADDRESS", "auto")
     check_cluster(gpu)
     assert "waiting for the cluster to grow" in caplog.text
+
+
+def test_a_diverging_run_stops_at_the_step_naming_it(ray_local, tmp_path):
+    """An absurd learning rate makes the loss non-finite within a few steps: the run stops there with
+    one line naming the method, step and epoch (a retry from a checkpoint would diverge again)."""
+    from raycl.train.model import DivergedError
+
+    with pytest.raises(DivergedError) as err:
+        raycl.run(method="simclr", preset="tiny", workers=1, epochs=2, storage_path=str(tmp_path),
+                  name="nan", **{"optim.lr": 1e30, "optim.warmup_epochs": 0, "data.num_images": 600,
+                                 "eval.knn_at_init": False})
+    message = str(err.value)
+    assert "simclr diverged: the loss is" in message and "at step " in message and "(epoch 1)" in message
+    assert len(message.splitlines()) == 1 and err.value.__cause__ is None

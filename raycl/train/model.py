@@ -101,6 +101,18 @@ def _note_global_bn(use_gpu: bool) -> None:
                  "its own GlobalBatchNorm (statistics all-reduced over workers through gloo)")
 
 
+class DivergedError(FloatingPointError):
+    """The loss stopped being a finite number: retrying from a checkpoint would diverge again."""
+
+
+def check_finite(loss: torch.Tensor, method: str, step: int, epoch: int) -> None:
+    """Raise :class:`DivergedError` naming the step, epoch and method when ``loss`` is not finite
+    (one host sync per step: negligible on CPU, a small stall on a GPU)."""
+    if not bool(torch.isfinite(loss).item()):
+        raise DivergedError(f"{method} diverged: the loss is {loss.item()} at step {step + 1} (epoch "
+                            f"{epoch + 1}); lower optim.lr, raise optim.warmup_epochs or check the data")
+
+
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, views: list[torch.Tensor],
                method: Method | None = None, progress: Progress | None = None
                ) -> dict[str, torch.Tensor]:
