@@ -83,6 +83,8 @@ def build(grid: str) -> dict | None:
     if not os.path.isdir(source):
         return None
     sweep = load_sweep(source)
+    if "knn_top1" not in sweep.trials.columns:  # started, no trial finished yet
+        return None
     out = os.path.join(HERE, grid)
     os.makedirs(out, exist_ok=True)
     for name in TABLES:
@@ -142,20 +144,23 @@ def readme(built: list[dict]) -> str:
         "hundreds of epochs: compare orderings and claims, not values.",
         "",
         "**Verdicts.** *holds*: the difference has the paper's sign and exceeds the noise (95 % half-widths "
-        "over seeds added in quadrature); *within noise*: it does not; *reversed*: the opposite difference "
-        "exceeds the noise. With one seed there is no interval and the verdict says so.",
+        "over seeds added in quadrature); *within noise*: it does not (with the sign it has); *reversed*: "
+        "the opposite difference exceeds the noise. With one seed there is no interval and the verdict "
+        "says so. With 2 seeds a 95 % half-width is 12.7 standard errors, so only large differences clear "
+        "it: read the signs too.",
         "",
-        "| grid | paper | trials | wall time | claims that hold |",
-        "|---|---|---|---|---|",
+        "| grid | paper | trials | wall time | claims that hold | with the paper's sign |",
+        "|---|---|---|---|---|---|",
     ]
     for b in built:
         f = b["findings"]
         held = int(f["verdict"].str.startswith("holds").sum())
+        signed = held + int(f["verdict"].str.contains("the paper's sign").sum())
         wall = f"{b['wall'] / 60:.0f} min" if b["wall"] else "–"
         done = int((b["trials"]["status"] == "TERMINATED").sum())
         planned = len(b["meta"].get("cells", [])) or len(b["trials"])
         lines.append(f"| [{b['grid']}](#{b['grid']}) | {b['meta'].get('source', '')} | {done}/{planned} "
-                     f"| {wall} | {held} of {len(f)} |")
+                     f"| {wall} | {held} of {len(f)} | {signed} of {len(f)} |")
     missing = [g for g in _grids() if g not in {b["grid"] for b in built}]
     if missing:
         lines += ["", f"Not run yet: {', '.join(missing)}."]

@@ -3,7 +3,8 @@
 Each grid of :data:`raycl.sweeps.GRIDS` has a few claims its paper makes (``a`` beats ``b``; ``x``
 loses less than ``y``; the value hardly moves). :func:`check_findings` weighs each on the seeds'
 means: *holds* when the difference has the paper's sign and is larger than the noise (the 95 %
-half-widths of the two sides added in quadrature), *within noise* when it is not, *reversed* when
+half-widths of the two sides added in quadrature), *within noise* when it is not (saying whether the
+difference at least has the paper's sign), *reversed* when
 the opposite difference is larger than the noise, *unmeasured* when a side did not run. With one seed
 per cell there is no interval: the verdict then says so.
 
@@ -79,7 +80,9 @@ def _verdict(diff: float, noise: float) -> str:
         return "holds (one seed: no interval)" if diff > 0 else "reversed (one seed: no interval)"
     if diff > noise:
         return "holds"
-    return "reversed" if -diff > noise else "within noise"
+    if -diff > noise:
+        return "reversed"
+    return "within noise (the paper's sign)" if diff > 0 else "within noise (the opposite sign)"
 
 
 def _check(cells_by_metric: Callable[[str], pd.DataFrame], claim: Claim) -> dict[str, Any]:
