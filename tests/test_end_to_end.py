@@ -104,3 +104,19 @@ def test_a_diverging_run_stops_at_the_step_naming_it(ray_local, tmp_path):
     message = str(err.value)
     assert "simclr diverged: the loss is" in message and "at step " in message and "(epoch 1)" in message
     assert len(message.splitlines()) == 1 and err.value.__cause__ is None
+
+
+def test_the_raylets_worker_pool_notice_stays_off_the_console(capsys):
+    import ray._private.worker as ray_worker
+
+    from raycl.train.trainer import _quiet_worker_pool_notice
+
+    _quiet_worker_pool_notice()
+    _quiet_worker_pool_notice()  # once is enough: not wrapped twice
+    notice = ("WARNING: 12 PYTHON worker processes have been started on node: abc with address: 1.2.3.4, "
+              "which is 6x the maximum expected startup concurrency (2).")
+    ray_worker.print_to_stdstream({"lines": [notice], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    ray_worker.print_to_stdstream({"lines": ["a real raylet error"], "pid": "raylet", "is_err": False},
+                                  ignore_prefix=False)
+    out = capsys.readouterr().out
+    assert "PYTHON worker processes" not in out and "a real raylet error" in out

@@ -99,6 +99,7 @@ def ensure_ray(cfg: Config, verbose: bool = False, runs: int = 1) -> None:
     quiet = {} if verbose else {"logging_level": logging.WARNING}  # "Started a local Ray instance"
     if not verbose:
         _quiet_token_notice()
+        _quiet_worker_pool_notice()
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=verbose, **quiet)
         return
@@ -142,6 +143,33 @@ def check_cluster(cfg: Config) -> None:
             log.warning("raycl: waiting for the cluster to grow (%s)", exc)
         return
     raise short[0]
+
+
+_POOL_NOTICE = "PYTHON worker processes have been started on node"
+
+
+def _quiet_worker_pool_notice() -> None:
+    """The raylet's "N PYTHON worker processes have been started ... Nx the maximum expected startup
+    concurrency" goes to raycl's log instead of the console: raycl keeps idle workers on purpose (see
+    ``ensure_ray``) and its augmentation tasks reserve fractions of a CPU, so the count is expected.
+    Ray prints these raylet messages from the driver's error listener, which has no logger to filter,
+    so its print function is wrapped; every other message still prints."""
+    import ray._private.worker as ray_worker
+
+    printer = getattr(ray_worker, "print_to_stdstream", None)
+    if printer is None or getattr(printer, "_raycl_quiet", False):
+        return
+
+    def print_to_stdstream(data, ignore_prefix: bool):
+        lines = [line for line in data.get("lines", []) if _POOL_NOTICE not in str(line)]
+        for line in data.get("lines", []):
+            if _POOL_NOTICE in str(line):
+                log.info("raylet: %s", line)
+        if lines:
+            printer({**data, "lines": lines}, ignore_prefix)
+
+    print_to_stdstream._raycl_quiet = True
+    ray_worker.print_to_stdstream = print_to_stdstream
 
 
 class _DropTokenNotice(logging.Filter):
