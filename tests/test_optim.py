@@ -58,7 +58,8 @@ def test_a_resumed_run_continues_its_schedules_without_a_jump():
     assert all(b <= a for a, b in zip(lrs[20:], lrs[21:]))  # decays from there: no warm-up again
     assert lrs[80] == pytest.approx(0.1 * cfg.effective_lr()) and lrs[79] > lrs[80]
     jumps = [abs(b - a) for a, b in zip(lrs, lrs[1:])][10:]
-    assert max(jumps) <= max(abs(b - a) for a, b in zip(_lrs(first, cfg, range(41)), _lrs(first, cfg, range(1, 42))))
+    planned = _lrs(first, cfg, range(42))
+    assert max(jumps) <= max(abs(b - a) for a, b in zip(planned, planned[1:]))
     assert ext.progress(50, 5).position() == pytest.approx(20 + 20 * 30 / 60)  # momentum: same map
 
     again = Schedule.for_run(longer.override({"train.epochs": 6}), 640, {"step": 50, **ext.state()})
