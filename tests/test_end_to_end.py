@@ -120,3 +120,44 @@ def test_the_raylets_worker_pool_notice_stays_off_the_console(capsys):
                                   ignore_prefix=False)
     out = capsys.readouterr().out
     assert "PYTHON worker processes" not in out and "a real raylet error" in out
+
+
+_JOIN = """
+import ray
+from raycl.config import preset
+from raycl.train import ensure_ray
+ensure_ray(preset("tiny"))
+print("CPUS", ray.cluster_resources()["CPU"], ray.get_runtime_context().gcs_address)
+"""
+
+
+def test_a_ray_start_cluster_is_joined_while_it_lives_and_its_stale_address_ignored(ray_local, tmp_path):
+    """The address file `ray start` leaves (here in an isolated RAY_TMPDIR) is followed while a cluster
+    answers there, and ignored once none does, where Ray's own ray.init() would fail on it."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    ray_tmp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's socket paths live under it
+    os.makedirs(os.path.join(ray_tmp, "ray"))
+    address_file = os.path.join(ray_tmp, "ray", "ray_current_cluster")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    env.pop("RAY_ADDRESS", None)
+    live = ray_local.get_runtime_context().gcs_address  # the tests' cluster: 4 CPUs
+    with open(address_file, "w") as f:
+        f.write(live)
+    joined = subprocess.run([sys.executable, "-c", _JOIN], env=env, capture_output=True, text=True,
+                            timeout=180)
+    assert joined.returncode == 0, joined.stderr[-2000:]
+    assert f"joining the Ray cluster started with `ray start` at {live}" in joined.stdout
+    assert f"CPUS 4.0 {live}" in joined.stdout
+    with open(address_file, "w") as f:
+        f.write("127.0.0.1:1")  # a stopped head: nothing answers
+    try:
+        fresh = subprocess.run([sys.executable, "-c", _JOIN], env=env, capture_output=True, text=True,
+                               timeout=180)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert "joining" not in fresh.stdout and "CPUS" in fresh.stdout and live not in fresh.stdout

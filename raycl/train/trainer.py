@@ -89,8 +89,10 @@ def run_cpus(cfg: Config) -> float:
 
 
 def ensure_ray(cfg: Config, verbose: bool = False, runs: int = 1) -> None:
-    """Join the cluster named by ``RAY_ADDRESS`` or start a local Ray big enough for ``runs`` such
-    runs side by side (a sweep's trials).
+    """Join the cluster named by ``RAY_ADDRESS``, else a live one started on this machine with
+    ``ray start`` (its address file is ignored once no cluster answers there), else start a local Ray
+    big enough for ``runs`` such runs side by side (a sweep's trials). :func:`check_cluster` then
+    says whether the run fits the cluster it got.
 
     Ray's workers log to its files, not to this console, unless ``verbose`` (raycl forwards what a
     person wants to read: one line per epoch or per trial)."""
@@ -103,6 +105,12 @@ def ensure_ray(cfg: Config, verbose: bool = False, runs: int = 1) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=verbose, **quiet)
         return
+    started = _live_ray_start_address()
+    if started is not None:  # a cluster of this machine started with `ray start`: run on it
+        print(f"[raycl] joining the Ray cluster started with `ray start` at {started} "
+              "(set RAY_ADDRESS to choose another)", flush=True)
+        ray.init(address=started, log_to_driver=verbose, **quiet)
+        return
     # plus one whole CPU for Ray Data's read and decode tasks (on a 2-core machine fractional
     # reservations otherwise deadlock)
     need = runs * run_cpus(cfg) + 1
@@ -114,8 +122,29 @@ def ensure_ray(cfg: Config, verbose: bool = False, runs: int = 1) -> None:
     # of the next epoch or the next trial reuse a process instead of starting one, which costs
     # about 2 s of CPU (Python, Ray, torch) each
     idle = max(IDLE_WORKERS, 2 * num_cpus)
-    ray.init(num_cpus=num_cpus, log_to_driver=verbose, _system_config={"num_workers_soft_limit": idle},
-             **quiet)
+    # address="local": a new instance, even where a stopped `ray start` left its address file behind
+    ray.init(address="local", num_cpus=num_cpus, log_to_driver=verbose,
+             _system_config={"num_workers_soft_limit": idle}, **quiet)
+
+
+def _live_ray_start_address() -> str | None:
+    """The address `ray start` recorded on this machine, if a cluster still answers there (the file
+    outlives a stopped head; Ray's own ``ray.init()`` would then fail on it)."""
+    import socket
+
+    from ray._common.utils import get_ray_address_file  # where `ray start` writes its address
+
+    path = get_ray_address_file(None)
+    try:
+        with open(path) as f:
+            address = f.read().strip()
+        host, _, port = address.rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=2):
+            return address
+    except (OSError, ValueError):
+        if os.path.exists(path):
+            log.info("ignoring %s: no Ray cluster answers at the address it holds", path)
+        return None
 
 
 def check_cluster(cfg: Config) -> None:
