@@ -245,7 +245,8 @@ def category_plot(
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.minorticks_off()
     else:
-        crowded = sum(len(str(g)) for g in groups) > 48  # labels would run into each other
+        widest = max((len(str(g)) for g in groups), default=0)
+        crowded = sum(len(str(g)) for g in groups) > 48 or widest * len(groups) > 60  # labels would touch
         ax.set_xticks(
             range(len(groups)),
             [str(g) for g in groups],
