@@ -51,8 +51,8 @@ def _figures(sweep: SweepResult, value: str | None, embedding: bool) -> dict[str
     if len(sweep.history) and curve in sweep.history.columns:
         names = cell_labels(aggregate_seeds(sweep.trials, curve), grid, layout)
         figures["curves"] = learning_curves(sweep.history, names, curve)
-    best = best_checkpoint(sweep.trials, curve)
-    if embedding and best:
+    best = best_checkpoint(sweep.trials, curve) if embedding else None  # reads each trial's folder
+    if best:
         from raycl.analysis.embedding import embedding_map
 
         figures["embedding"] = embedding_map(best, max_points=EMBEDDING_POINTS)

@@ -190,10 +190,12 @@ def _quiet_worker_pool_notice() -> None:
         return
 
     def print_to_stdstream(data, ignore_prefix: bool):
-        lines = [line for line in data.get("lines", []) if _POOL_NOTICE not in str(line)]
+        lines = []
         for line in data.get("lines", []):
             if _POOL_NOTICE in str(line):
                 log.info("raylet: %s", line)
+            else:
+                lines.append(line)
         if lines:
             printer({**data, "lines": lines}, ignore_prefix)
 
