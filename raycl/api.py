@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,8 +16,13 @@ from raycl import results
 from raycl.data.decode import BadImageError
 from raycl.config import Config, from_overrides
 from raycl.train import STATE_FILE, build_trainer, check_cluster, ensure_ray, with_run_name
+from raycl.train.best import BEST_DIR
 from raycl.train.model import DivergedError
+from raycl.train.recovery import fatal_cause
 from raycl.train.progress import ProgressPrinter
+from raycl.train.state import read_state
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,6 +35,7 @@ class RunResult:
     path: str  # run directory with history.parquet, summary.parquet, config.json, curves.png
     config: Config
     evaluation: pd.DataFrame | None = None  # raycl.run(evaluate=[...]): evaluation.parquet's rows
+    best_checkpoint: str | None = None  # the checkpoint with the best validation kNN (<run>/best)
 
     def __repr__(self) -> str:
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in self.metrics.items()}
@@ -73,7 +80,7 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
     check_cluster(cfg)
     error = None
     with ProgressPrinter(cfg.train.epochs) as progress:  # its queue actor ends with the run
-        built = build_trainer(cfg, callbacks=[progress.callback])
+        built = build_trainer(cfg, callbacks=[progress.callback], say=progress.queue)
         print(built.header(), flush=True)
         try:
             checkpoint = built.trainer.fit().checkpoint
@@ -81,16 +88,15 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
             error, checkpoint = exc, None
         _say_bad_images(built.pipelines.clock)
     checkpoint_path = checkpoint.path if checkpoint is not None else _latest_checkpoint(run_dir)
-    history = results.history_from_checkpoint(checkpoint_path) if checkpoint_path else []
-    out = results.write_run(run_dir, cfg, history)
+    history, restarts = results.checkpoint_record(checkpoint_path) if checkpoint_path else ([], [])
+    out = results.write_run(run_dir, cfg, history, restarts)
     if error is not None:
-        bad = _worker_error(error, BadImageError)
-        if bad is not None:  # say which file, not Ray's wrapped traceback
+        fatal = fatal_cause(error)
+        if isinstance(fatal, BadImageError):  # say which file, not Ray's wrapped traceback
             raise BadImageError(f"raycl run {cfg.name} stopped at an undecodable image (data.on_bad_image="
-                                f"'fail'): {bad}") from error
-        diverged = _worker_error(error, DivergedError)
-        if diverged is not None:
-            raise DivergedError(f"raycl run {cfg.name} stopped: {diverged} (its history so far is in "
+                                f"'fail'): {fatal}") from None
+        if isinstance(fatal, DivergedError):
+            raise DivergedError(f"raycl run {cfg.name} stopped: {fatal} (its history so far is in "
                                 f"{run_dir})") from None
         raise RuntimeError(f"raycl run {cfg.name} failed; its history so far is in {run_dir}") from error
     final = {k: (v.item() if hasattr(v, "item") else v)
@@ -101,21 +107,9 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
 
         evaluation = run_protocols(checkpoint_path, evaluate, path=run_dir)
     print(f"[raycl] results in {run_dir}", flush=True)
-    return RunResult(final, out, checkpoint_path, run_dir, cfg, evaluation)
-
-
-def _worker_error(error: BaseException, kind: type) -> BaseException | None:
-    """The ``kind`` error (e.g. an undecodable image) that stopped a run's workers, if that is why
-    it failed, rebuilt from its message (Ray wraps it)."""
-    for failure in (getattr(error, "worker_failures", None) or {}).values():
-        seen = failure
-        while seen is not None:
-            cause = getattr(seen, "cause", None)  # a RayTaskError's original exception
-            for candidate in (cause, seen):
-                if isinstance(candidate, kind):
-                    return kind(str(candidate.args[0]) if candidate.args else str(candidate))
-            seen = seen.__cause__
-    return None
+    best = os.path.join(run_dir, BEST_DIR)
+    return RunResult(final, out, checkpoint_path, run_dir, cfg, evaluation,
+                     best if os.path.isfile(os.path.join(best, STATE_FILE)) else None)
 
 
 def _say_bad_images(clock) -> None:
@@ -140,5 +134,14 @@ def _check_run_dir(run_dir: str, resume: bool) -> None:
 
 
 def _latest_checkpoint(run_dir: str) -> str | None:
+    """The newest checkpoint folder whose state reads back whole (a copy cut short by a crash is
+    passed over for the one before it)."""
     found = sorted(Path(run_dir).glob(f"checkpoint_*/{STATE_FILE}"), key=lambda p: p.stat().st_mtime)
-    return str(found[-1].parent) if found else None
+    for path in reversed(found):
+        try:
+            read_state(str(path))
+        except Exception as exc:  # truncated or foreign: torch raises several types
+            log.warning("skipping checkpoint %s: %s", path.parent, exc)
+            continue
+        return str(path.parent)
+    return None

@@ -6,6 +6,8 @@ A run directory holds (beside Ray Train's ``checkpoint_*`` folders):
   ``run`` and ``method``.
 - ``summary.parquet``: one row: the run's final metrics and every config field as ``section.field``
   columns (concatenate many runs' summaries for a sweep table).
+- ``restarts.parquet``: only after a lost worker: one row per restart of the worker group (the epoch
+  in progress, the cause, when it failed and resumed, the seconds lost).
 - ``config.json``: the exact configuration.
 - ``curves.png``: loss, kNN accuracy and learning rate by epoch.
 """
@@ -19,25 +21,33 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raycl.config import Config, ConfigError
+from raycl.storage import filesystem
 
 HISTORY = "history.parquet"
 SUMMARY = "summary.parquet"
+RESTARTS = "restarts.parquet"
 
 
 def history_from_checkpoint(checkpoint_dir: str) -> list[dict[str, Any]]:
     """The per-epoch history stored in a raycl checkpoint directory."""
+    return checkpoint_record(checkpoint_dir)[0]
+
+
+def checkpoint_record(checkpoint_dir: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The per-epoch history and the worker-group restarts stored in a raycl checkpoint directory."""
     from raycl.train.state import STATE_FILE, read_state
 
     fs, path = filesystem(checkpoint_dir)
     with fs.open_input_file(f"{path}/{STATE_FILE}") as f:
-        return read_state(f.read(), f"{checkpoint_dir}/{STATE_FILE}")["history"]
+        state = read_state(f.read(), f"{checkpoint_dir}/{STATE_FILE}")
+    return state["history"], state.get("restarts", [])
 
 
-def write_run(run_dir: str, cfg: Config, history: list[dict[str, Any]]) -> pd.DataFrame:
+def write_run(run_dir: str, cfg: Config, history: list[dict[str, Any]],
+              restarts: list[dict[str, Any]] = ()) -> pd.DataFrame:
     """Write the result files of a run; return its history as a DataFrame."""
     fs, path = filesystem(run_dir)
     fs.create_dir(path, recursive=True)
@@ -45,6 +55,9 @@ def write_run(run_dir: str, cfg: Config, history: list[dict[str, Any]]) -> pd.Da
     df.insert(0, "run", cfg.name)
     df.insert(1, "method", cfg.method.name)
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), f"{path}/{HISTORY}", filesystem=fs)
+    if restarts:  # when and why the worker group was restarted, and the time each restart cost
+        pq.write_table(pa.Table.from_pandas(pd.DataFrame(restarts), preserve_index=False),
+                       f"{path}/{RESTARTS}", filesystem=fs)
     summary = {"run": cfg.name, **_final_metrics(df), **cfg.flat()}
     pq.write_table(pa.Table.from_pandas(pd.DataFrame([summary]), preserve_index=False),
                    f"{path}/{SUMMARY}", filesystem=fs)
@@ -113,10 +126,3 @@ def check_writable(path: str, field: str = "storage_path") -> None:
     except OSError as exc:
         raise ConfigError(field, path,
                           f"a folder raycl can create and write to ({exc.strerror or exc})") from None
-
-
-def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    """``(filesystem, path within it)`` of a local path or a URI (``s3://...``, ``gs://...``)."""
-    if "://" in path:
-        return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), os.path.abspath(path)

@@ -7,9 +7,11 @@ the suite pays the start-up twice:
   makes it comparable; the paper's per-worker BN is its preset);
 - MoCo: every worker holds the same queue, equal to one worker's, in the same order;
 - BYOL: the target equals the EMA formula on every worker, and one worker's;
-- GlobalBatchNorm on uneven shares (3 and 5 rows) equals BN on the whole batch in one process.
+- GlobalBatchNorm on uneven shares (3 and 5 rows) equals BN on the whole batch in one process;
+- MoCo and SwAV checkpointed on 2 workers resume on 1 with the same next-step loss.
 """
 
+import copy
 import os
 import sys
 
@@ -78,8 +80,35 @@ def _bn_reference(bn: torch.nn.Module) -> dict:
             "running_mean": bn.running_mean.clone(), "running_var": bn.running_var.clone()}
 
 
+def _resume_case(case: dict) -> dict:
+    """A run checkpointed after one step (model and optimizer state, as ``state.pt`` holds them) and
+    its next step: on 2 workers both steps; on 1 worker the next step from the 2 workers' checkpoint."""
+    cfg = Config.from_dict(case["config"])
+    method = build_model(cfg).double()
+    model = ray.train.torch.prepare_model(method, parallel_strategy_kwargs={"broadcast_buffers": False})
+    optimizer = torch.optim.SGD(method.parameters(), lr=0.1, momentum=0.9)
+    rank, world = distributed.rank(), distributed.world_size()
+
+    def step(views, progress):
+        b = views[0].shape[0] // world
+        return train_step(model, optimizer, [v[rank * b:(rank + 1) * b] for v in views], method, progress)
+
+    out = {}
+    if "checkpoint" in case:
+        method.load_state_dict(case["checkpoint"]["model"])
+        optimizer.load_state_dict(case["checkpoint"]["optimizer"])
+    else:
+        method.load_state_dict(case["state"])
+        step(case["views"], Progress(0, 0, 5, 5))
+        out["checkpoint"] = {"model": {n: t.clone() for n, t in method.state_dict().items()},
+                             "optimizer": copy.deepcopy(optimizer.state_dict())}
+    out["loss"] = distributed.mean_over_ranks(step(case["next_views"], Progress(1, 0, 5, 5))["loss"])
+    return out
+
+
 def _loop(loop_config: dict) -> None:
     results = {name: _run_case(case) for name, case in loop_config["cases"].items()}
+    results["resume"] = {name: _resume_case(case) for name, case in loop_config["resume"].items()}
     results["global_bn"] = _bn_reference(GlobalBatchNorm(3, momentum=None).double().train())
     rank = distributed.rank()  # ranks holding 3 and 4 rows (a kNN set's uneven shares)
     results["uneven"] = distributed.gather_uneven(torch.arange(10 * rank, 10 * rank + 3 + rank))
@@ -87,11 +116,11 @@ def _loop(loop_config: dict) -> None:
     ray.train.report({"done": 1})
 
 
-def _fit(workers: int, cases: dict, out: str, storage: str) -> list[dict]:
+def _fit(workers: int, cases: dict, resume: dict, out: str, storage: str) -> list[dict]:
     os.makedirs(out, exist_ok=True)
     TorchTrainer(
         _loop,
-        train_loop_config={"cases": cases, "out": out},
+        train_loop_config={"cases": cases, "resume": resume, "out": out},
         scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": 1}),
         run_config=RunConfig(name=f"equiv-{workers}", storage_path=storage),
     ).fit()
@@ -119,13 +148,31 @@ def _case(method: str, overrides: dict | None = None) -> dict:
     return {"config": cfg.to_dict(), "state": state, "views": make_views(cfg, BATCH, seed=1)}
 
 
+# queues checkpointed on 2 workers and resumed on 1: MoCo's keys; SwAV's embeddings, full after the
+# first step so that the next one's Sinkhorn reads them
+RESUMED = {"moco": {}, "swav": {"method.queue_size": BATCH, "method.queue_start_epoch": 0}}
+
+
+def _resume_cases() -> dict:
+    cases = {}
+    for method, overrides in RESUMED.items():
+        case = _case(method, overrides)
+        case["next_views"] = make_views(Config.from_dict(case["config"]), BATCH, seed=2)
+        cases[method] = case
+    return cases
+
+
 @pytest.fixture(scope="module")
 def runs(ray_local, tmp_path_factory):
     cases = {method: _case(method) for method in METHODS}
     cases.update({name: _case(method, overrides) for name, (method, overrides) in VARIANTS.items()})
     tmp = tmp_path_factory.mktemp("equiv")
-    one = _fit(1, cases, str(tmp / "one"), str(tmp))
-    two = _fit(2, cases, str(tmp / "two"), str(tmp))
+    resume = _resume_cases()
+    two = _fit(2, cases, resume, str(tmp / "two"), str(tmp))
+    # the 1-worker run resumes from the 2 workers' checkpoints (rank 0 writes state.pt)
+    resume_on_one = {name: {**case, "checkpoint": two[0]["resume"][name]["checkpoint"]}
+                     for name, case in resume.items()}
+    one = _fit(1, cases, resume_on_one, str(tmp / "one"), str(tmp))
     return cases, one, two
 
 
@@ -175,6 +222,18 @@ def test_byol_target_after_a_step_is_the_ema_on_every_worker(runs):
     for name, value in one[0]["byol"]["state"].items():  # and 2 workers took the same step
         torch.testing.assert_close(two[0]["byol"]["state"][name], value, rtol=1e-5, atol=1e-12,
                                    msg=name)
+
+
+@pytest.mark.parametrize("method", RESUMED)
+def test_a_run_checkpointed_on_two_workers_resumes_on_one(runs, method):
+    """The queue (MoCo's keys, SwAV's embeddings) is whole in every checkpoint: the step after a
+    resume on 1 worker has the loss of the step the 2 workers took from the same state."""
+    _, one, two = runs
+    state = two[0]["resume"][method]["checkpoint"]["model"]
+    queue = state["queue.keys"] if method == "moco" else state["queue"]
+    assert queue.abs().sum() > 0 and (method == "moco" or int(state["queue_rows"]) == BATCH)
+    torch.testing.assert_close(one[0]["resume"][method]["loss"], two[0]["resume"][method]["loss"],
+                               rtol=1e-5, atol=0)
 
 
 def test_gather_uneven_concatenates_shares_of_different_sizes_in_rank_order(runs):

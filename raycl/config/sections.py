@@ -154,6 +154,9 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always checkpoints)
     num_to_keep: int = 2  # checkpoints kept on disk
+    # restarts of the worker group after a lost worker or node (-1: no limit); a non-finite loss or
+    # an undecodable image under data.on_bad_image="fail" is never retried
+    max_failures: int = 3
 
 
 @dataclass

@@ -129,6 +129,8 @@ def _train(cfg: "Config") -> None:
     int_at_least("train.seed", t.seed, 0)
     int_at_least("train.checkpoint_every", t.checkpoint_every, 1)
     int_at_least("train.num_to_keep", t.num_to_keep, 1)
+    if not isinstance(t.max_failures, int) or isinstance(t.max_failures, bool) or t.max_failures < -1:
+        raise ConfigError("train.max_failures", t.max_failures, "an integer >= 0, or -1 for no limit")
     if cfg.optim.warmup_epochs > t.epochs:
         raise ConfigError("optim.warmup_epochs", cfg.optim.warmup_epochs,
                           f"at most train.epochs = {t.epochs}")

@@ -57,8 +57,9 @@ class SwAV(Method):
     Views are the 2 large crops followed by V small crops (``augment.small_crops``). Codes come only
     from the large crops: Sinkhorn-Knopp (ε, 3 iterations) over the *global* batch (the row sums are
     all-reduced, so N workers equal one worker), optionally on top of a queue of embeddings from past
-    batches (``method.queue_size``, from epoch ``method.queue_start_epoch``; each worker keeps its own
-    part of the queue, as in the reference code, which Sinkhorn sees as one set). Each view predicts
+    global batches (``method.queue_size``, from epoch ``method.queue_start_epoch``; every worker holds
+    the whole queue, unlike the reference code's per-worker parts, so checkpoints carry it and resume
+    on any number of workers, and gives Sinkhorn its share of the rows). Each view predicts
     the codes of every other large view through ``softmax(scores/τ)`` (swapped prediction). The
     prototypes are re-normalised before every step and get no update during the first
     ``method.freeze_prototypes_epochs`` epochs. Pretext accuracy: how often the prototype a view
@@ -74,10 +75,10 @@ class SwAV(Method):
         self.temperature, self.epsilon, self.iterations = m.temperature, m.epsilon, m.sinkhorn_iters
         self.queue_start_epoch, self.freeze_epochs = m.queue_start_epoch, m.freeze_prototypes_epochs
         self.queue_size = m.queue_size
-        # This worker's part of the queue (not in checkpoints: its shape depends on the worker count;
-        # after a resume it refills within queue_size / batch steps, as it does at the start).
-        self.register_buffer("queue", torch.zeros(0), persistent=False)
-        self.register_buffer("queue_rows", torch.zeros((), dtype=torch.long), persistent=False)
+        if self.queue_size:  # past global batches' embeddings, newest first: the same on every worker
+            # and in checkpoints, so a run resumes on any number of workers
+            self.register_buffer("queue", torch.zeros(2, self.queue_size, mo.proj_out_dim))
+            self.register_buffer("queue_rows", torch.zeros((), dtype=torch.long))
         self._epoch = 0
 
     @torch.no_grad()
@@ -96,33 +97,33 @@ class SwAV(Method):
         z = self.embed(views)
         scores = list(self.prototypes(z).split(b))
         codes = []
-        queue = self._active_queue(z.shape[1], z.device, z.dtype)
+        use_queue = bool(self.queue_size) and self._epoch >= self.queue_start_epoch
         for s in range(2):
             out = scores[s].detach()
-            if queue is not None and int(self.queue_rows) >= queue.shape[1]:
-                out = torch.cat([queue[s] @ self.prototypes.weight.T, out])
+            if use_queue and int(self.queue_rows) >= self.queue_size:
+                out = torch.cat([self._queue_share(s) @ self.prototypes.weight.T, out])
             codes.append(sinkhorn(out, self.epsilon, self.iterations)[-b:])
-        if queue is not None:
-            self._push(queue, z.detach()[:2 * b].view(2, b, -1))
+        if use_queue:
+            self._push(z.detach()[:2 * b].view(2, b, -1))
         loss = swav_loss(scores, codes, self.temperature)
         top1, top5 = self._agreement(scores, codes)
         return {"loss": loss, "pretext_top1": top1, "pretext_top5": top5}
 
-    def _active_queue(self, dim: int, device, dtype) -> torch.Tensor | None:
-        if not self.queue_size or self._epoch < self.queue_start_epoch:
-            return None
-        rows = self.queue_size // distributed.world_size()
-        if self.queue.shape != (2, rows, dim):
-            self.queue = torch.zeros(2, rows, dim, device=device, dtype=dtype)
-            self.queue_rows.zero_()
-        return self.queue
+    def _queue_share(self, view: int) -> torch.Tensor:
+        """This worker's rows of the queue: Sinkhorn sees the workers' shares as one set, the whole
+        queue, whatever the number of workers."""
+        w, r = distributed.world_size(), distributed.rank()
+        return self.queue[view, r * self.queue_size // w:(r + 1) * self.queue_size // w]
 
     @torch.no_grad()
-    def _push(self, queue: torch.Tensor, z: torch.Tensor) -> None:
-        b = z.shape[1]
-        queue[:, b:] = queue[:, :-b].clone()
-        queue[:, :b] = z
-        self.queue_rows.add_(b)
+    def _push(self, z: torch.Tensor) -> None:
+        """Push the global batch's embeddings of the 2 large views (``z``: this worker's ``[2, b, D]``,
+        gathered in rank order) in front of the queue, dropping the oldest."""
+        z = distributed.gather_nograd(z.transpose(0, 1).contiguous()).transpose(0, 1)
+        n = z.shape[1]
+        self.queue[:, n:] = self.queue[:, :-n].clone()
+        self.queue[:, :n] = z.to(self.queue.dtype)
+        self.queue_rows.add_(n)
 
     @torch.no_grad()
     def _agreement(self, scores: list[torch.Tensor], codes: list[torch.Tensor]

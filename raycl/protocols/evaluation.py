@@ -15,7 +15,7 @@ from raycl.config import Config
 from raycl.protocols.names import parse_protocols
 from raycl.protocols.session import Session
 from raycl.protocols.table import tidy, write_evaluation
-from raycl.results import filesystem
+from raycl.storage import filesystem
 
 
 def load_checkpoint(checkpoint: Any) -> tuple[dict, str, str]:

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from raycl.results import filesystem
+from raycl.storage import filesystem
 from raycl.seeding import numpy_rng
 
 SUBSET_DIR = "label_subsets"

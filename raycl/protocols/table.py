@@ -9,7 +9,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raycl.config import Config
-from raycl.results import filesystem
+from raycl.storage import filesystem
 
 EVALUATION = "evaluation.parquet"
 _COLUMNS = ["run", "method", "protocol", "network", "split", "features", "task", "labels", "top1",

@@ -40,14 +40,19 @@ def train_loop(loop_config: dict) -> None:
 
     method = build_model(cfg).to(device)
     optimizer = build_optimizer(method, cfg)
-    start_epoch, step, history, resumed = 0, 0, [], None
+    start_epoch, step, history, restarts, resumed = 0, 0, [], [], None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:  # resuming: same run name, or a restarted worker group
         state = load_state(checkpoint)
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        restarts = state.get("restarts", [])
         resumed = {"step": step, "epochs": state["config"]["train"]["epochs"], **state.get("schedule", {})}
+    if distributed.rank() == 0 and loop_config.get("failures") is not None:  # a restart: say why
+        restarts += [{**failure, "resumed_at": time.time(), "resumed_from_epoch": start_epoch,
+                      "lost_s": time.time() - failure["failed_at"]}
+                     for failure in ray.get(loop_config["failures"].take.remote())]
     schedule = Schedule.for_run(cfg, loop_config["num_train"], resumed)
     with warnings.catch_warnings():
         # Ray 2.60 deprecates broadcast_buffers, but its replacement still syncs buffers at init,
@@ -76,9 +81,10 @@ def train_loop(loop_config: dict) -> None:
         last = epoch + 1 == cfg.train.epochs
         if knn and ((epoch + 1) % cfg.eval.knn_every == 0 or last):
             row.update(monitor())
+        row["restarts"] = len(restarts)
         history.append(row)
         save = (epoch + 1) % cfg.train.checkpoint_every == 0 or last
-        report(row, save, method, optimizer, epoch + 1, step, history, cfg, schedule)
+        report(row, save, method, optimizer, epoch + 1, step, history, cfg, schedule, restarts)
 
 
 def run_epoch(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer, shard,
@@ -152,12 +158,13 @@ def knn_monitor(method: Method, cfg: Config, num_classes: int, knn_sets: dict[st
 
 
 def report(metrics: dict, save: bool, method: Method, optimizer, epoch: int, step: int,
-           history: list[dict], cfg: Config, schedule: Schedule | None = None) -> None:
+           history: list[dict], cfg: Config, schedule: Schedule | None = None,
+           restarts: list[dict] | None = None) -> None:
     """Every rank reports (it is a barrier); rank 0 attaches the checkpoint."""
     if save and distributed.rank() == 0:
         with tempfile.TemporaryDirectory() as d:
             save_state(d, method, optimizer, epoch, step, history, cfg,
-                       schedule.state() if schedule else None)
+                       schedule.state() if schedule else None, restarts)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
     else:
         ray.train.report(metrics)

@@ -35,12 +35,16 @@ def _plain(value: Any) -> Any:
 
 
 def save_state(directory: str, method: Method, optimizer, epoch: int, step: int,
-               history: list[dict], cfg: Config, schedule: dict | None = None) -> None:
-    """``schedule``: :meth:`raycl.train.model.Schedule.state`, so a resumed run knows its schedules."""
+               history: list[dict], cfg: Config, schedule: dict | None = None,
+               restarts: list[dict] | None = None) -> None:
+    """``schedule``: :meth:`raycl.train.model.Schedule.state`, so a resumed run knows its schedules;
+    ``restarts``: the worker-group restarts so far (:mod:`raycl.train.recovery`)."""
     state = {"model": method.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
              "step": step, "history": _plain(history), "config": cfg.to_dict()}
     if schedule is not None:
         state["schedule"] = _plain(schedule)
+    if restarts:
+        state["restarts"] = _plain(restarts)
     torch.save(state, os.path.join(directory, STATE_FILE))
 
 

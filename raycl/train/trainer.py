@@ -22,7 +22,10 @@ from ray.train.torch import TorchTrainer
 from raycl.checks import ConfigError
 from raycl.config import Config
 from raycl.data.pipeline import Pipelines, build_pipelines
+from raycl.train.best import KeepBest
 from raycl.train.loop import train_loop
+from raycl.train.recovery import Failures
+from raycl.train.recovery import callbacks as recovery_callbacks
 
 log = logging.getLogger(__name__)
 IDLE_WORKERS = 8  # at least this many idle worker processes kept by a local Ray raycl starts
@@ -36,6 +39,7 @@ class Trainer:
     pipelines: Pipelines
     config: Config  # with its name and absolute storage path filled in
     path: str  # storage_path/name: Ray Train's run directory, and raycl's result files
+    failures: object = None  # the run's Failures actor (raycl.train.recovery)
 
     def header(self) -> str:
         c, p = self.config, self.pipelines
@@ -53,28 +57,34 @@ def with_run_name(cfg: Config) -> Config:
     return cfg.override({"name": name, "storage_path": storage})
 
 
-def build_trainer(cfg: Config, callbacks: Sequence = ()) -> Trainer:
+def build_trainer(cfg: Config, callbacks: Sequence = (), say=None) -> Trainer:
     """The ``TorchTrainer`` of the run ``cfg`` (named by :func:`with_run_name` if it is not).
 
     Ray must be running (:func:`ensure_ray`). ``callbacks`` go to the trainer's ``RunConfig``
     (e.g. Tune's ``TuneReportCallback``). A trainer whose name already holds a run continues it
-    from its last checkpoint: that is Ray Train's rule for a ``RunConfig`` (name, storage path)."""
+    from its last checkpoint: that is Ray Train's rule for a ``RunConfig`` (name, storage path).
+    A lost worker restarts the group up to ``train.max_failures`` times (:mod:`raycl.train.recovery`);
+    ``say``: a queue that gets a console line per restart. Beside Ray Train's last
+    ``train.num_to_keep`` checkpoints, the best by validation kNN is kept in ``<run>/best``."""
     cfg = with_run_name(cfg.validate())
     pipes = build_pipelines(cfg)
+    failures = Failures.remote()
+    run_dir = os.path.join(cfg.storage_path, cfg.name)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"config": cfg.to_dict(), "clock": pipes.clock,
                            "num_train": pipes.num_train, "num_classes": pipes.num_classes,
-                           "knn_sets": pipes.knn_sets},
+                           "knn_sets": pipes.knn_sets, "failures": failures},
         scaling_config=ScalingConfig(num_workers=cfg.train.workers, use_gpu=cfg.train.use_gpu,
                                      resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
         run_config=RunConfig(name=cfg.name, storage_path=cfg.storage_path,
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.num_to_keep),
-                             failure_config=FailureConfig(max_failures=0),
-                             callbacks=list(callbacks)),
+                             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+                             callbacks=[*callbacks, KeepBest(run_dir),
+                                        *recovery_callbacks(failures, cfg.train.max_failures, say)]),
         datasets=pipes.datasets,
     )
-    return Trainer(trainer, pipes, cfg, os.path.join(cfg.storage_path, cfg.name))
+    return Trainer(trainer, pipes, cfg, run_dir, failures)
 
 
 def augment_cpus(cfg: Config) -> float:
