@@ -23,6 +23,9 @@ class ConfigError(ValueError):
         self.allowed = allowed
         super().__init__(f"{field_name} = {value!r} is not allowed: {allowed}")
 
+    def __reduce__(self):  # rebuilt from its fields when Ray carries it out of a worker
+        return type(self), (self.field, self.value, self.allowed)
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -239,3 +239,22 @@ def test_a_storage_path_that_cannot_be_written_is_refused_before_ray_starts(tmp_
         locked.mkdir(mode=0o500)
         with pytest.raises(ConfigError, match="Permission denied"):
             raycl.run(method="simclr", storage_path=str(locked / "runs"), epochs=1)
+
+
+def test_a_config_error_survives_pickling_as_ray_carries_it_out_of_a_worker():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(ConfigError("train.max_failures", -2, "an integer >= 0")))
+    assert type(err) is ConfigError and err.field == "train.max_failures" and err.value == -2
+    assert str(err) == "train.max_failures = -2 is not allowed: an integer >= 0"
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("train.max_failures", -2, "train.max_failures = -2 is not allowed: an integer >= 0, or -1 for no limit"),
+    ("train.cluster_wait_s", -1, "train.cluster_wait_s = -1.0 is not allowed: a finite number > 0"),
+    ("data.path", "/data/imgs", "data.path = '/data/imgs' is not allowed: no path with data.source='embedded'"),
+])
+def test_recovery_and_data_fields_are_checked(key, value, message):
+    with pytest.raises(ConfigError) as err:
+        preset("tiny").override({key: value}).validate()
+    assert str(err.value).startswith(message)

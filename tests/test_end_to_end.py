@@ -75,9 +75,10 @@ def test_each_method_runs_end_to_end(ray_local, tmp_path, method):
     assert os.path.isfile(os.path.join(result.checkpoint, "state.pt"))
 
 
-def test_a_run_the_cluster_cannot_hold_fails_at_once(ray_local, monkeypatch, caplog, tmp_path):
+def test_a_run_the_cluster_cannot_hold_fails_at_once(ray_local, monkeypatch, capsys, tmp_path):
     """Asked for GPUs the local cluster lacks, or more CPUs than it has, a run stops before Ray Train
-    would wait forever; joining a cluster by address (it may autoscale) it says so and waits."""
+    would wait forever; joining a cluster by address (it may autoscale) it says so and waits, up to
+    train.cluster_wait_s."""
     from raycl.config import ConfigError, preset
     from raycl.train import check_cluster
 
@@ -87,9 +88,14 @@ def test_a_run_the_cluster_cannot_hold_fails_at_once(ray_local, monkeypatch, cap
     big = preset("tiny").override({"train.workers": 4, "train.batch_size": 64}).validate()
     with pytest.raises(ConfigError, match="train.workers = 4 .* cluster's 4 CPUs: .* reserve 5 CPUs"):
         check_cluster(big)
-    monkeypatch.setenv("RAY_ADDRESS", "auto")
-    check_cluster(gpu)
-    assert "waiting for the cluster to grow" in caplog.text
+    monkeypatch.setenv("RAY_ADDRESS", "auto")  # a cluster that may autoscale: wait, then say so
+    with pytest.raises(ConfigError, match="train.cluster_wait_s = 0.3 .* after 0.3 s it still lacks .* 0 GPU"):
+        check_cluster(gpu.override({"train.cluster_wait_s": 0.3}))
+    assert "[raycl] waiting up to 0.3 s for the cluster to grow" in capsys.readouterr().out
+    answers = iter([{"CPU": 4.0}, {"CPU": 4.0}, {"CPU": 4.0, "GPU": 2.0}])  # nodes arrive while it waits
+    monkeypatch.setattr("ray.cluster_resources", lambda: next(answers))
+    check_cluster(gpu.override({"train.cluster_wait_s": 30}))
+    assert next(answers, None) is None
 
 
 def test_a_diverging_run_stops_at_the_step_naming_it(ray_local, tmp_path):

@@ -262,7 +262,7 @@ def test_spec_traits_match_the_class(method):
     names = [o.name for o in spec.options]
     assert all(n.isidentifier() for n in names) and len(set(names)) == len(names)
     for scale in ("tiny", "cifar10", "imagenet"):  # every preset of every method is valid
-        preset(scale, method).override({"data.path": "/data"}).validate()
+        preset(scale, method).override({"data.path": "/data"} if scale == "imagenet" else {}).validate()
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -157,6 +157,7 @@ class TrainConfig:
     # restarts of the worker group after a lost worker or node (-1: no limit); a non-finite loss or
     # an undecodable image under data.on_bad_image="fail" is never retried
     max_failures: int = 3
+    cluster_wait_s: float = 600.0  # how long a run waits for an autoscaling cluster (RAY_ADDRESS) to grow
 
 
 @dataclass

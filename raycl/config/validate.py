@@ -37,6 +37,9 @@ def _data(cfg: "Config") -> None:
     one_of("data.source", d.source, SOURCES)
     if d.source in ("parquet", "folder") and not d.path:
         raise ConfigError("data.path", d.path, f"a path is required for data.source={d.source!r}")
+    if d.source == "embedded" and d.path is not None:  # it would be ignored without a word
+        raise ConfigError("data.path", d.path, "no path with data.source='embedded' (it reads none); set "
+                          "data.source to 'parquet' or 'folder' to read this path")
     int_at_least("data.image_size", d.image_size, 8)
     if d.num_images is not None:
         int_at_least("data.num_images", d.num_images, 2)
@@ -129,6 +132,7 @@ def _train(cfg: "Config") -> None:
     int_at_least("train.seed", t.seed, 0)
     int_at_least("train.checkpoint_every", t.checkpoint_every, 1)
     int_at_least("train.num_to_keep", t.num_to_keep, 1)
+    positive("train.cluster_wait_s", t.cluster_wait_s)
     if not isinstance(t.max_failures, int) or isinstance(t.max_failures, bool) or t.max_failures < -1:
         raise ConfigError("train.max_failures", t.max_failures, "an integer >= 0, or -1 for no limit")
     if cfg.optim.warmup_epochs > t.epochs:

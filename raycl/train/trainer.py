@@ -161,7 +161,25 @@ def check_cluster(cfg: Config) -> None:
     """Fail at once, naming what to change, when the cluster cannot hold the run: GPUs asked for that
     it does not have, or fewer CPUs than the run's workers and augmentation reserve plus one for Ray
     Data (Ray Train would wait for them forever). A cluster joined through ``RAY_ADDRESS`` may
-    autoscale: there a shortfall is said once and the run waits for nodes."""
+    autoscale: there the run says so and waits up to ``train.cluster_wait_s`` for the nodes."""
+    short = _shortfall(cfg)
+    if not short:
+        return
+    if not os.environ.get("RAY_ADDRESS"):
+        raise short[0]
+    wait = cfg.train.cluster_wait_s
+    print(f"[raycl] waiting up to {wait:g} s for the cluster to grow ({short[0]})", flush=True)
+    deadline = time.monotonic() + wait
+    while short and time.monotonic() < deadline:
+        time.sleep(min(5.0, max(0.05, deadline - time.monotonic())))
+        short = _shortfall(cfg)
+    if short:
+        raise ConfigError("train.cluster_wait_s", wait, f"long enough for the cluster to grow; after {wait:g} s "
+                          f"it still lacks what the run needs ({short[0]})")
+
+
+def _shortfall(cfg: Config) -> list[ConfigError]:
+    """What the cluster lacks for the run, as errors naming the fields to change."""
     have = ray.cluster_resources()
     gpus, cpus = float(have.get("GPU", 0)), float(have.get("CPU", 0))
     short = []
@@ -175,13 +193,7 @@ def check_cluster(cfg: Config) -> None:
             "train.workers", cfg.train.workers, f"a run that fits the cluster's {cpus:g} CPUs: its workers "
             f"and augmentation reserve {need - 1:g} CPUs, plus 1 for Ray Data; lower train.workers, "
             "train.cpus_per_worker or augment.actors"))
-    if not short:
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        for exc in short:
-            log.warning("raycl: waiting for the cluster to grow (%s)", exc)
-        return
-    raise short[0]
+    return short
 
 
 _POOL_NOTICE = "PYTHON worker processes have been started on node"
