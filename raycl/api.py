@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import ray.exceptions
 import ray.train
 
 from raycl import results
@@ -18,7 +19,7 @@ from raycl.config import Config, from_overrides
 from raycl.train import STATE_FILE, build_trainer, check_cluster, ensure_ray, with_run_name
 from raycl.train.best import BEST_DIR
 from raycl.train.model import DivergedError
-from raycl.train.recovery import fatal_cause
+from raycl.train.recovery import RunFailedError, fatal_cause
 from raycl.train.progress import ProgressPrinter
 from raycl.train.state import read_state
 
@@ -84,7 +85,8 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
         print(built.header(), flush=True)
         try:
             checkpoint = built.trainer.fit().checkpoint
-        except ray.train.TrainingFailedError as exc:  # keep what the run saved before failing
+        # keep what the run saved before failing: workers out of retries, or the controller lost
+        except (ray.train.TrainingFailedError, ray.exceptions.RayActorError) as exc:
             error, checkpoint = exc, None
         _say_bad_images(built.pipelines.clock)
     checkpoint_path = checkpoint.path if checkpoint is not None else _latest_checkpoint(run_dir)
@@ -98,7 +100,12 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
         if isinstance(fatal, DivergedError):
             raise DivergedError(f"raycl run {cfg.name} stopped: {fatal} (its history so far is in "
                                 f"{run_dir})") from None
-        raise RuntimeError(f"raycl run {cfg.name} failed; its history so far is in {run_dir}") from error
+        lost = isinstance(error, ray.exceptions.RayActorError)  # the controller itself died
+        what = "stopped: Ray Train's controller process died" if lost else "failed"
+        hint = ", and resume=True (CLI: --resume) continues it from its last checkpoint" \
+            if checkpoint_path else ""
+        raise RunFailedError(f"raycl run {cfg.name} {what}; its history so far is in {run_dir}{hint}") \
+            from error
     final = {k: (v.item() if hasattr(v, "item") else v)
              for k, v in out.iloc[-1].items() if pd.notna(v)} if len(out) else {}
     evaluation = None

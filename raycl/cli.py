@@ -10,6 +10,7 @@ from raycl.config import METHODS, PRESETS, ConfigError, all_keys, parse_value, p
 from raycl.methods import method_spec
 from raycl.sweeps.command import add_sweep_options, run_grids
 from raycl.sweeps.grids import GRIDS
+from raycl.train.recovery import RunFailedError, one_line
 
 
 # names are checked by the configuration, whose errors say the nearest valid name in one line
@@ -141,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except FloatingPointError as exc:  # the run diverged: a one-line reason, not Ray's traceback
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except RunFailedError as exc:  # what failed, in a line each; the traceback is in Ray's logs
+        cause = one_line(exc.__cause__) if exc.__cause__ else "unknown"
+        print(f"error: {exc}\ncause: {cause}", file=sys.stderr)
         return 1
     print(result.history.drop(columns=["run"]).to_string(index=False, float_format="%.4g"))
     print(f"checkpoint: {result.checkpoint}")

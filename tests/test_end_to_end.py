@@ -89,7 +89,7 @@ def test_a_run_the_cluster_cannot_hold_fails_at_once(ray_local, monkeypatch, cap
     with pytest.raises(ConfigError, match="train.workers = 4 .* cluster's 4 CPUs: .* reserve 5 CPUs"):
         check_cluster(big)
     monkeypatch.setenv("RAY_ADDRESS", "auto")  # a cluster that may autoscale: wait, then say so
-    with pytest.raises(ConfigError, match="train.cluster_wait_s = 0.3 .* after 0.3 s it still lacks .* 0 GPU"):
+    with pytest.raises(ConfigError, match="cluster_wait_s = 0.3 .* after 0.3 s it still lacks .* 0 GPU"):
         check_cluster(gpu.override({"train.cluster_wait_s": 0.3}))
     assert "[raycl] waiting up to 0.3 s for the cluster to grow" in capsys.readouterr().out
     answers = iter([{"CPU": 4.0}, {"CPU": 4.0}, {"CPU": 4.0, "GPU": 2.0}])  # nodes arrive while it waits

@@ -19,7 +19,7 @@ from raycl.train import build_trainer
 from raycl.train.best import KeepBest, best_so_far
 from raycl.data.decode import BadImageError
 from raycl.train.model import DivergedError
-from raycl.train.recovery import Failures, NoRetry, callbacks, fatal_cause
+from raycl.train.recovery import Failures, NoRetry, RunFailedError, callbacks, fatal_cause, one_line
 
 
 class _Decision:  # Ray Train's FailureDecision, by name
@@ -46,6 +46,17 @@ def test_fatal_cause_finds_the_error_behind_rays_wrapping():
     assert "b.jpg" in str(fatal_cause(chained))
     assert fatal_cause(WorkerGroupError("lost", worker_failures={0: ActorDiedError()})) is None
     assert fatal_cause(None) is None
+
+
+def test_a_cause_is_one_readable_line():
+    death = RuntimeError(
+        "The actor is dead because its worker process has died. Worker exit type: "
+        "SYSTEM_ERROR Worker exit detail: Worker unexpectedly exits with a connection error code "
+        "2. End of file. Some common causes include: (1) the process was killed by the OOM"
+    )
+    assert one_line(death) == "RuntimeError: The actor is dead because its worker process has died."
+    assert one_line(ValueError("Traceback ...\n  File x\nValueError: bad")) == "ValueError: ValueError: bad"
+    assert one_line(RuntimeError()) == "RuntimeError"
 
 
 def test_recovery_stops_a_retry_of_a_fatal_error_and_records_a_lost_worker(ray_local):
@@ -146,55 +157,83 @@ def test_a_checkpoint_cut_short_is_never_the_latest(tmp_path):
     assert _latest_checkpoint(str(tmp_path)).endswith("checkpoint_a")
 
 
-def _train_worker_pids() -> list[int]:
-    """PIDs of this cluster's live Ray Train worker processes: titled ``ray::RayTrainWorker...`` and
+def _pids(title: bytes = b"ray::RayTrainWorker") -> list[int]:
+    """PIDs of this cluster's live processes titled ``title...`` (Ray Train's workers by default):
     started by its raylet (another Ray on the machine has its own)."""
     raylet = ray._private.worker.global_worker.node.all_processes["raylet"][0].process.pid
     pids = []
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                title = f.read()
+                name = f.read()
             with open(f"/proc/{entry}/stat") as f:
                 parent = int(f.read().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if title.startswith(b"ray::RayTrainWorker") and parent == raylet:
+        if name.startswith(title) and parent == raylet:
             pids.append(int(entry))
     return sorted(pids)
 
 
 @pytest.mark.ray
+def _run_in_thread(out: dict, **kwargs) -> threading.Thread:
+    def train():
+        try:
+            out["result"] = raycl.run(method="simclr", workers=2, preset="tiny", **kwargs)
+        except BaseException as exc:  # surfaced by the test's assertions
+            out["error"] = exc
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    return thread
+
+
+def _wait_for_first_checkpoint(run_dir) -> None:
+    # Ray Train writes its snapshot when every rank has reported the checkpoint (a checkpoint folder
+    # alone may be one that a kill in between leaves unregistered)
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoint_manager_snapshot.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+@pytest.mark.ray
+def test_a_lost_controller_ends_the_run_in_one_line_and_it_resumes(ray_local, tmp_path):
+    """Ray Train's controller killed after the first checkpoint: the run says so in one line with where
+    its history is and how to continue, keeps that history, and resume=True finishes it."""
+    out: dict = {}
+    settings = {
+        "storage_path": str(tmp_path),
+        "name": "ctl",
+        "eval.knn_at_init": False,
+        "data.num_images": 2000,
+    }
+    thread = _run_in_thread(out, epochs=3, **settings)
+    _wait_for_first_checkpoint(tmp_path / "ctl")
+    os.kill(max(_pids(b"ray::TrainController")), signal.SIGKILL)  # the newest: earlier runs' may linger
+    thread.join(timeout=600)
+    error = out["error"]
+    assert isinstance(error, RunFailedError) and len(str(error).splitlines()) == 1
+    assert "controller process died" in str(error) and "resume=True" in str(error)
+    kept = pd.read_parquet(tmp_path / "ctl" / "history.parquet")
+    assert kept["epoch"].iloc[0] == 1
+    resumed = raycl.run(method="simclr", workers=2, preset="tiny", epochs=3, resume=True, **settings)
+    assert list(resumed.history["epoch"]) == [1, 2, 3]
+
+
 def test_a_killed_worker_is_replaced_and_the_run_finishes_every_epoch(ray_local, tmp_path, capsys):
     """2 workers; once the first epoch's checkpoint is registered, one worker process is killed (SIGKILL
     by PID, mid-way through epoch 2): the group restarts from that checkpoint, the run ends with every
     epoch once, its step counter rising, and the restart in its history and restarts.parquet."""
     out: dict = {}
-
-    def train():
-        try:
-            out["result"] = raycl.run(
-                method="simclr",
-                workers=2,
-                preset="tiny",
-                epochs=4,
-                storage_path=str(tmp_path),
-                name="lost",
-                **{"eval.knn_at_init": False, "data.num_images": 2000},
-            )
-        except BaseException as exc:  # surfaced by the assertions below
-            out["error"] = exc
-
-    thread = threading.Thread(target=train)
-    thread.start()
-    deadline = time.monotonic() + 300
-    # Ray Train writes its snapshot when every rank has reported the checkpoint (a checkpoint folder
-    # alone may be one that a kill in between leaves unregistered)
-    while (
-        not (tmp_path / "lost" / "checkpoint_manager_snapshot.json").exists() and time.monotonic() < deadline
-    ):
-        time.sleep(0.2)
-    pids = _train_worker_pids()
+    thread = _run_in_thread(
+        out,
+        epochs=4,
+        storage_path=str(tmp_path),
+        name="lost",
+        **{"eval.knn_at_init": False, "data.num_images": 2000},
+    )
+    _wait_for_first_checkpoint(tmp_path / "lost")
+    pids = _pids()
     assert len(pids) == 2, pids
     os.kill(pids[-1], signal.SIGKILL)
     killed_at = time.time()

@@ -27,6 +27,11 @@ from raycl.train.model import DivergedError
 FATAL: tuple[type[BaseException], ...] = (DivergedError, BadImageError)
 
 
+class RunFailedError(RuntimeError):
+    """A run stopped by something other than its input: its workers out of retries, a lost controller;
+    the original error is its ``__cause__``."""
+
+
 def fatal_cause(error: BaseException | None) -> BaseException | None:
     """The :data:`FATAL` error behind ``error`` (Ray wraps it: a task error's ``cause``, a chain of
     ``__cause__``, a worker group's ``worker_failures``, a controller's ``controller_failure``),
@@ -50,9 +55,15 @@ def fatal_cause(error: BaseException | None) -> BaseException | None:
 
 
 def one_line(error: BaseException) -> str:
-    """``Type: last line of the message`` (Ray's errors carry whole tracebacks)."""
+    """``Type: the message's first sentence`` (of its last line: Ray's errors carry whole tracebacks,
+    and its process-death messages a paragraph of advice)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[-1][:300]}" if lines else type(error).__name__
+    if not lines:
+        return type(error).__name__
+    text = lines[-1]
+    if len(text) > 120 and ". " in text:
+        text = text[: text.index(". ") + 1]
+    return f"{type(error).__name__}: {text[:200]}"
 
 
 @ray.remote(num_cpus=0)

@@ -174,8 +174,8 @@ def check_cluster(cfg: Config) -> None:
         time.sleep(min(5.0, max(0.05, deadline - time.monotonic())))
         short = _shortfall(cfg)
     if short:
-        raise ConfigError("train.cluster_wait_s", wait, f"long enough for the cluster to grow; after {wait:g} s "
-                          f"it still lacks what the run needs ({short[0]})")
+        raise ConfigError("train.cluster_wait_s", wait, "long enough for the cluster to grow; after "
+                          f"{wait:g} s it still lacks what the run needs ({short[0]})")
 
 
 def _shortfall(cfg: Config) -> list[ConfigError]:
