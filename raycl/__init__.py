@@ -6,20 +6,24 @@
 >>> sweep = raycl.sweep("augmentation", preset="tiny")               # doctest: +SKIP
 >>> raycl.load_sweep(sweep.path).trials                               # doctest: +SKIP
 
-``run``, ``sweep``, ``load_sweep``, ``evaluate``, ``make_config`` and ``RunResult`` are imported on
-first use, so ``import raycl`` and the configuration stay light (no Ray, no torch import).
+``run``, ``sweep``, ``load_sweep``, ``evaluate``, ``export``, ``make_config`` and ``RunResult`` are
+imported on first use, so ``import raycl`` and the configuration stay light (no Ray, no torch import).
 """
 
 from raycl.config import Config, ConfigError, preset
 
-__all__ = ["Config", "ConfigError", "RunResult", "evaluate", "load_sweep", "make_config", "preset", "run",
-           "sweep"]
+__all__ = ["Config", "ConfigError", "RunResult", "evaluate", "export", "load_sweep", "make_config", "preset",
+           "run", "sweep"]
 __version__ = "0.1.0"
 
 _LAZY = {"run", "make_config", "RunResult"}
 
 
 def __getattr__(name: str):
+    if name == "export":
+        from raycl.export import export
+
+        return export
     if name == "evaluate":
         from raycl.protocols import evaluate
 

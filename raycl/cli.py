@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--no-embedding", dest="embedding", action="store_false",
                         help="leave out the embedding map (it loads the best checkpoint)")
 
+    export = sub.add_parser("export", help="write a checkpoint's backbone as a plain PyTorch state dict")
+    export.add_argument("checkpoint", help="a checkpoint or run directory (its latest checkpoint; RUN/best: "
+                        "the best by kNN)")
+    export.add_argument("out", help="the .pt file to write (a .json beside it says what it is)")
+    export.add_argument("--part", default="backbone", help="backbone (torchvision's keys for ResNets) or "
+                        "backbone+head")
+
     views = sub.add_parser("views", help="write a PNG grid of a recipe's augmented views")
     views.add_argument("--recipe", default="simclr", help="simclr, moco_v1, moco_v2, byol, swav, pair:a,b")
     views.add_argument("--n", type=int, default=8, help="images (rows)")
@@ -115,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
             return _keys(args.method, args.preset)
         if args.command == "views":
             return _views(args)
+        if args.command == "export":
+            from raycl.export import export
+
+            about = export(args.checkpoint, args.out, args.part)
+            print(f"[raycl] wrote {args.out}: {about['part']} of {about['method']} ({about['backbone']}, "
+                  f"epoch {about['epoch']}, {about['feature_dim']}-d features)")
+            return 0
         if args.command == "sweep":
             return run_grids([args.grid], args)
         if args.command == "figures":

@@ -1,0 +1,53 @@
+"""raycl.export: a checkpoint's backbone as a plain state dict that torchvision's ResNets load."""
+
+import json
+
+import pytest
+import torch
+import torchvision
+
+from raycl.cli import main as cli_main
+from raycl.config import ConfigError, preset
+from raycl.export import export
+from raycl.models import Normalize
+from raycl.optim import build_optimizer
+from raycl.train import build_model, save_state, train_step
+
+
+def _checkpoint(tmp_path, backbone: str):
+    """A checkpoint after one training step (BN statistics and weights moved from their init)."""
+    cfg = preset("tiny").override({"model.backbone": backbone}).validate()
+    model = build_model(cfg)
+    opt = build_optimizer(model, cfg)
+    train_step(model, opt, [torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8) for _ in range(2)])
+    folder = tmp_path / "run" / "checkpoint_000000"
+    folder.mkdir(parents=True)
+    save_state(str(folder), model, opt, epoch=1, step=1, history=[{"epoch": 1, "knn_top1": 0.25}], cfg=cfg)
+    return model.eval(), folder
+
+
+def test_a_resnet18_backbone_loads_into_torchvision_and_gives_the_same_features(tmp_path):
+    model, folder = _checkpoint(tmp_path, "resnet18")
+    about = export(str(tmp_path / "run"), str(tmp_path / "out" / "r18.pt"))  # the run: its latest checkpoint
+    state = torch.load(tmp_path / "out" / "r18.pt", weights_only=True)
+    net = torchvision.models.resnet18()
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    assert set(missing) == {"fc.weight", "fc.bias"} and not unexpected
+    net.fc = torch.nn.Identity()
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    torch.testing.assert_close(net.eval()(Normalize()(x)), model.features(x), rtol=1e-5, atol=1e-5)
+    assert json.loads((tmp_path / "out" / "r18.json").read_text()) == about
+    assert about["feature_dim"] == 512 and about["stem"] == "imagenet" and about["epoch"] == 1
+    assert about["mean"] == pytest.approx([0.485, 0.456, 0.406]) and about["knn_top1"] == 0.25
+
+
+def test_backbone_and_head_and_the_cli(tmp_path, capsys):
+    model, folder = _checkpoint(tmp_path, "tiny_cnn")
+    assert cli_main(["export", str(folder), str(tmp_path / "b.pt"), "--part", "backbone+head"]) == 0
+    assert "backbone+head of simclr (tiny_cnn, epoch 1, 128-d features)" in capsys.readouterr().out
+    state = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert {k.split(".")[0] for k in state} == {"backbone", "head"}
+    torch.testing.assert_close(state["head.0.0.weight"], model.head.state_dict()["0.0.weight"])
+    with pytest.raises(ConfigError, match="part = 'head' is not allowed"):
+        export(str(folder), str(tmp_path / "c.pt"), part="head")
+    assert cli_main(["export", str(tmp_path / "nowhere"), str(tmp_path / "d.pt")]) == 2
