@@ -141,6 +141,20 @@ def test_claims_hold_reverse_or_stay_within_noise_as_the_numbers_say():
     assert spread["verdict"].tolist() == ["does not hold"]
 
 
+def test_a_difference_is_weighed_by_welchs_interval():
+    """Two seeds a side, s = 0.0141 each: the difference's standard error is sqrt(2 · s²/2) = 0.0141
+    with 2 degrees of freedom (Welch–Satterthwaite), so its 95 % half-width is 4.303 · 0.0141 = 0.061;
+    a 0.08 lead holds (adding the two means' own intervals, 12.71 · 0.01 each, would call it noise),
+    a 0.05 lead does not."""
+    cols = ("augment.color_strength", "augment.blur")
+    lead = {(1.0, False): [0.50, 0.52], (0.125, False): [0.42, 0.44]}
+    got = check_findings(_trials(lead, cols), "color_strength").set_index("claim")["verdict"]
+    assert got["full colour strength beats 1/8"] == "holds"
+    close = {(1.0, False): [0.50, 0.52], (0.125, False): [0.45, 0.47]}
+    got = check_findings(_trials(close, cols), "color_strength").set_index("claim")["verdict"]
+    assert got["full colour strength beats 1/8"] == "within noise (the paper's sign)"
+
+
 def test_a_drop_claim_compares_losses():
     cols = ("method", "augmentations")
     t = _trials(

@@ -2,9 +2,9 @@
 
 Each grid of :data:`raycl.sweeps.GRIDS` has a few claims its paper makes (``a`` beats ``b``; ``x``
 loses less than ``y``; the value hardly moves). :func:`check_findings` weighs each on the seeds'
-means: *holds* when the difference has the paper's sign and is larger than the noise (the 95 %
-half-widths of the two sides added in quadrature), *within noise* when it is not (saying whether the
-difference at least has the paper's sign), *reversed* when
+means: *holds* when the difference has the paper's sign and is larger than the noise (the half-width
+of the difference's 95 % interval: Welch's t from each side's seeds), *within noise* when it is not
+(saying whether the difference at least has the paper's sign), *reversed* when
 the opposite difference is larger than the noise, *unmeasured* when a side did not run. With one seed
 per cell there is no interval: the verdict then says so.
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raycl.analysis.stats import aggregate_seeds
+from raycl.analysis.stats import aggregate_seeds, t_critical
 
 __all__ = ["FINDINGS", "Claim", "check_findings"]
 
@@ -60,13 +60,31 @@ def _select(cells: pd.DataFrame, select: Select) -> pd.DataFrame:
     return cells[keep]
 
 
-def _best(cells: pd.DataFrame, select: Select) -> tuple[float, float, str]:
-    """(mean, ci95, key) of the best measured cell of a selection; NaNs when none ran."""
+Side = tuple[float, float, int]  # (mean, variance of the mean, seeds) of one cell
+
+
+def _best(cells: pd.DataFrame, select: Select) -> tuple[Side, str]:
+    """The best measured cell of a selection as a :data:`Side`, and its name; NaNs when none ran."""
     chosen = _select(cells, select).dropna(subset=["mean"])
     if not len(chosen):
-        return math.nan, math.nan, ""
+        return (math.nan, math.nan, 0), ""
     row = chosen.loc[chosen["mean"].idxmax()]
-    return float(row["mean"]), float(row["ci95"]), str(row["cell"])
+    n = int(row["count"])
+    var = float(row["std"]) ** 2 / n if n > 1 else math.nan
+    return (float(row["mean"]), var, n), str(row["cell"])
+
+
+def _noise(*sides: Side) -> float:
+    """Half-width of the 95 % interval of a signed sum of independent cell means: Welch's t, its
+    degrees of freedom from Welch–Satterthwaite (rounded down); NaN when a side has one seed."""
+    variances = [(v, n) for _, v, n in sides]
+    if any(not np.isfinite(v) for v, _ in variances):
+        return math.nan
+    total = sum(v for v, _ in variances)
+    if total == 0:
+        return 0.0
+    dof = total**2 / sum(v**2 / (n - 1) for v, n in variances)
+    return t_critical(max(1, int(dof))) * math.sqrt(total)
 
 
 def _num(v: float) -> str:
@@ -92,7 +110,9 @@ def _check(cells_by_metric: Callable[[str], pd.DataFrame], claim: Claim) -> dict
         if len(chosen) < 2:
             return {"claim": claim.text, "verdict": "unmeasured", "ours": ""}
         spread = float(chosen["mean"].max() - chosen["mean"].min())
-        noise = float(np.sqrt(2) * chosen["ci95"].max())
+        top, _ = _best(chosen, {})
+        bottom, _ = _best(chosen.assign(mean=-chosen["mean"]), {})  # the lowest cell
+        noise = _noise(top, bottom)
         verdict = (
             "holds (one seed: no interval)"
             if not np.isfinite(noise)
@@ -105,22 +125,21 @@ def _check(cells_by_metric: Callable[[str], pd.DataFrame], claim: Claim) -> dict
             "verdict": verdict,
             "ours": f"spread {spread:.3f} over {len(chosen)} cells (noise ±{noise:.3f})",
         }
-    a, a_ci, _ = _best(cells, claim.a)
-    b, b_ci, _ = _best(cells_by_metric(claim.b_metric or claim.metric), claim.b)
+    a, _ = _best(cells, claim.a)
+    b, _ = _best(cells_by_metric(claim.b_metric or claim.metric), claim.b)
     if claim.drop:
-        a_to, a_to_ci, _ = _best(cells, claim.drop[0])
-        b_to, b_to_ci, _ = _best(cells, claim.drop[1])
-        loss_a, loss_b = a - a_to, b - b_to
-        noise = math.sqrt(a_ci**2 + a_to_ci**2 + b_ci**2 + b_to_ci**2)
+        a_to, _ = _best(cells, claim.drop[0])
+        b_to, _ = _best(cells, claim.drop[1])
+        loss_a, loss_b = a[0] - a_to[0], b[0] - b_to[0]
         return {
             "claim": claim.text,
-            "verdict": _verdict(loss_b - loss_a, noise),
+            "verdict": _verdict(loss_b - loss_a, _noise(a, a_to, b, b_to)),
             "ours": f"loses {loss_a:+.3f} vs {loss_b:+.3f}".replace("+", ""),
         }
     return {
         "claim": claim.text,
-        "verdict": _verdict(a - b, math.sqrt(a_ci**2 + b_ci**2)),
-        "ours": f"{_num(a)} vs {_num(b)}",
+        "verdict": _verdict(a[0] - b[0], _noise(a, b)),
+        "ours": f"{_num(a[0])} vs {_num(b[0])}",
     }
 
 
