@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import ray
 from ray import tune
 
@@ -26,8 +27,8 @@ from raycl.config import Config, from_overrides
 from raycl.results import check_writable
 from raycl.sweeps.grids import Grid, get_grid
 from raycl.sweeps.plan import PlannedRun, plan
-from raycl.sweeps.tables import (SweepResult, evaluation_columns, history_rows, load_sweep, trial_row,
-                                write_meta, write_tables)
+from raycl.sweeps.tables import (HISTORY, TRIALS, SweepResult, evaluation_columns, history_rows, load_sweep,
+                                trial_row, write_meta, write_tables)
 from raycl.train import build_trainer, check_cluster, ensure_ray
 from raycl.train.trainer import augment_cpus, run_cpus
 
@@ -73,6 +74,20 @@ class _Tables(tune.Callback):
         self.path, self.runs = path, {r.key: r for r in runs}
         self.results: dict[str, list[dict]] = {}
         self.total, self.finished = sum(r.skip is None for r in runs), 0
+
+    def setup(self, **info):
+        """Called as the experiment starts, and again after a restore, which hands back this callback
+        as it was pickled when the sweep began: the results so far are read back from the tables
+        (Tune passes only new results, so the trials finished before the restore would otherwise
+        lose their numbers in the tables written until the sweep ends)."""
+        history, trials = os.path.join(self.path, HISTORY), os.path.join(self.path, TRIALS)
+        if os.path.isfile(history):
+            for trial_id, rows in pd.read_parquet(history).groupby("trial_id"):
+                self.results[trial_id] = [{**{k: v for k, v in r.items() if pd.notna(v)},
+                                           "time_total_s": r.get("trial_time_s")}
+                                          for r in rows.to_dict("records")]
+        if os.path.isfile(trials):
+            self.finished = int(pd.read_parquet(trials)["status"].isin(["TERMINATED", "ERROR"]).sum())
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.results.setdefault(trial.trial_id, []).append(
