@@ -92,6 +92,7 @@ def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path, ca
     assert len(ok) == 4 and ok["epochs"].eq(1).all() and ok["knn_top1"].between(0, 1).all()
     # each trial's linear probe, run after its training, reported with its last epoch
     assert ok["linear_val_top1"].between(0.1, 1).all() and ok["linear_test_top1"].between(0.1, 1).all()
+    assert all(os.path.isfile(os.path.join(c, "state.pt")) for c in ok["checkpoint"])  # beside the probe
     assert sorted(zip(ok["method.temperature"], ok["augment.color_strength"])) == [
         (0.2, 0.5), (0.2, 1.0), (0.5, 0.5), (0.5, 1.0)]
     failed = t.loc["c004-s0"]

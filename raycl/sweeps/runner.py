@@ -62,8 +62,8 @@ def run_trial(config: dict, runs: Mapping[str, Mapping[str, Any]], runs_dir: str
         from raycl.protocols import evaluate
 
         rows = evaluate(result.checkpoint.path, protocols, verbose=False, use_ray=False)
-        # with the last epoch's metrics: Tune expects its metric in every result
-        tune.report({**result.metrics, **evaluation_columns(rows)})
+        # with the last epoch's metrics (Tune expects its metric in every result) and checkpoint
+        tune.report({**result.metrics, **evaluation_columns(rows), "checkpoint_path": result.checkpoint.path})
 
 
 class _Tables(tune.Callback):
