@@ -59,8 +59,12 @@ class KeepBest(UserCallback):
     def _copy(self, checkpoint, about: dict) -> None:
         fs, path = filesystem(self.run_dir)
         best, tmp, old = f"{path}/{BEST_DIR}", f"{path}/.{BEST_DIR}-new", f"{path}/.{BEST_DIR}-old"
+
+        def exists(p: str) -> bool:
+            return fs.get_file_info(p).type != pafs.FileType.NotFound
+
         for stale in (tmp, old):
-            if fs.get_file_info(stale).type != pafs.FileType.NotFound:
+            if exists(stale):
                 fs.delete_dir(stale)
         fs.create_dir(tmp, recursive=True)
         pafs.copy_files(
@@ -68,8 +72,8 @@ class KeepBest(UserCallback):
         )
         with fs.open_output_stream(f"{tmp}/{BEST_FILE}") as f:
             f.write(json.dumps(about).encode())
-        if fs.get_file_info(best).type != pafs.FileType.NotFound:
+        if exists(best):
             fs.move(best, old)
         fs.move(tmp, best)
-        if fs.get_file_info(old).type != pafs.FileType.NotFound:
+        if exists(old):
             fs.delete_dir(old)

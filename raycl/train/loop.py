@@ -50,8 +50,9 @@ def train_loop(loop_config: dict) -> None:
         restarts = state.get("restarts", [])
         resumed = {"step": step, "epochs": state["config"]["train"]["epochs"], **state.get("schedule", {})}
     if distributed.rank() == 0 and loop_config.get("failures") is not None:  # a restart: say why
-        restarts += [{**failure, "resumed_at": time.time(), "resumed_from_epoch": start_epoch,
-                      "lost_s": time.time() - failure["failed_at"]}
+        now = time.time()
+        restarts += [{**failure, "resumed_at": now, "resumed_from_epoch": start_epoch,
+                      "lost_s": now - failure["failed_at"]}
                      for failure in ray.get(loop_config["failures"].take.remote())]
     schedule = Schedule.for_run(cfg, loop_config["num_train"], resumed)
     with warnings.catch_warnings():
