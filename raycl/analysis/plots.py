@@ -18,6 +18,7 @@ from raycl.analysis.stats import cell_names, rank_agreement
 __all__ = ["category_plot", "learning_curves", "pair_heatmap", "reference_bars"]
 MAX_LEGEND = 12  # curves named in a legend; more cells than that are drawn unnamed
 OURS, PAPER = "#4c72b0", "#dd8452"
+LINESTYLES = ("-", "--", ":")
 
 
 def _text_colour(v: float, low: float, high: float) -> str:
@@ -73,6 +74,7 @@ def learning_curves(
     """``value`` per epoch for each cell of a sweep's ``history`` table: the mean over seeds, with a
     band of ±1 standard deviation where a cell has several seeds. ``names``: a name per cell (e.g.
     :func:`~raycl.analysis.cell_names`)."""
+    import matplotlib
     import matplotlib.ticker
 
     stats = (
@@ -84,13 +86,15 @@ def learning_curves(
     fig = Figure(figsize=(7.5, 4.6))
     ax = fig.subplots()
     cells = stats["cell"].unique()
-    for cell, curve in stats.groupby("cell"):
+    colours = len(matplotlib.rcParams["axes.prop_cycle"].by_key()["color"])
+    for i, (cell, curve) in enumerate(stats.groupby("cell")):
         name = names.get(cell, f"cell {cell}") if names is not None else f"cell {cell}"
         (line,) = ax.plot(
             curve["epoch"],
             curve["mean"],
             marker="o",
             markersize=3,
+            linestyle=LINESTYLES[(i // colours) % len(LINESTYLES)],  # colours repeat after the cycle
             label=name if len(cells) <= MAX_LEGEND else None,
         )
         several = curve["count"] > 1
