@@ -15,9 +15,11 @@ import ray.train
 
 from raycl import results
 from raycl.data.decode import BadImageError
-from raycl.config import Config, from_overrides
+from raycl.config import Config, ConfigError, from_overrides
+from raycl.data.pipeline import has_labels
 from raycl.train import STATE_FILE, build_trainer, check_cluster, ensure_ray, with_run_name
 from raycl.train.best import BEST_DIR
+from raycl.train.init_from import check_init_from
 from raycl.train.model import DivergedError
 from raycl.train.recovery import RunFailedError, fatal_cause
 from raycl.train.progress import ProgressPrinter
@@ -73,9 +75,14 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
         from raycl.protocols import parse_protocols
 
         parse_protocols(evaluate)  # fail before pre-training on a bad name
+        if not has_labels(cfg):
+            raise ConfigError("evaluate", list(evaluate), "no protocols without labelled images: "
+                              "data.unlabelled = true and no eval.data_source")
     cfg = with_run_name(cfg)
     run_dir = os.path.join(cfg.storage_path, cfg.name)
     _check_run_dir(run_dir, resume)
+    if cfg.model.init_from and not (resume and _latest_checkpoint(run_dir)):
+        print(f"[raycl] {check_init_from(cfg)}", flush=True)
     results.check_writable(cfg.storage_path)
     ensure_ray(cfg, verbose)
     check_cluster(cfg)

@@ -19,7 +19,7 @@ import torch
 from raycl.checks import one_of
 from raycl.config import Config
 from raycl.models import MEAN, STD
-from raycl.protocols.evaluation import load_checkpoint
+from raycl.train.state import load_checkpoint
 from raycl.train.model import build_model
 
 PARTS = ("backbone", "backbone+head")

@@ -64,7 +64,7 @@ def test_checkpoints_load_weights_only_and_a_pickled_object_is_refused(tmp_path,
     import numpy as np
     import pytest
 
-    from raycl.protocols.evaluation import load_checkpoint
+    from raycl.train.state import load_checkpoint
     from raycl.results import history_from_checkpoint
 
     cfg = preset("tiny")

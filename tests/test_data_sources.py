@@ -15,15 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from raycl.data.sources import (
-    CIFAR10_CLASSES,
-    CIFAR100_CLASSES,
-    DOWNLOAD_TIMEOUT_S,
-    SOURCES,
-    DataUnavailableError,
-    class_names,
-    load_table,
-)
+from raycl.data.sources import SOURCES, DataUnavailableError, class_names, load_table
+from raycl.data.torchvision_sets import CIFAR10_CLASSES, CIFAR100_CLASSES, DOWNLOAD_TIMEOUT_S
 from raycl.data.decode import decode_images, encode_png
 from raycl.data.listing import hashed_split
 from raycl.data.synthetic import CLASS_NAMES, make_images, make_labels

@@ -54,6 +54,14 @@ def test_simclr_tiny_end_to_end(ray_local, tmp_path, capsys, monkeypatch):
     lr = resumed.history.set_index("epoch")["lr"]
     assert lr[3] <= lr[2] < 0.01 * resumed.config.effective_lr()
 
+    # a new run from the exported backbone and head starts where this one ended: its kNN before
+    # training is this run's last (same data, split and bank)
+    raycl.export(resumed.checkpoint, str(tmp_path / "warm.pt"), part="backbone+head")
+    warm = raycl.run(method="simclr", workers=2, preset="tiny", epochs=1, storage_path=str(tmp_path),
+                     name="warm", **{"model.init_from": str(tmp_path / "warm.pt")})
+    assert "[raycl] model.init_from: backbone and head from weights" in capsys.readouterr().out
+    assert warm.history["knn_top1"].iloc[0] == pytest.approx(resumed.metrics["knn_top1"], abs=1e-6)
+
 
 # kNN top-1 on the validation split must beat the randomly initialised network's after 2 epochs
 # (2 workers, fixed seeds; every registered method's tiny preset is chosen so that 2 CPU epochs

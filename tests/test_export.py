@@ -12,6 +12,7 @@ from raycl.export import export
 from raycl.models import Normalize
 from raycl.optim import build_optimizer
 from raycl.train import build_model, save_state, train_step
+from raycl.train.init_from import check_init_from, init_from
 
 
 def _checkpoint(tmp_path, backbone: str):
@@ -51,3 +52,43 @@ def test_backbone_and_head_and_the_cli(tmp_path, capsys):
     with pytest.raises(ConfigError, match="part = 'head' is not allowed"):
         export(str(folder), str(tmp_path / "c.pt"), part="head")
     assert cli_main(["export", str(tmp_path / "nowhere"), str(tmp_path / "d.pt")]) == 2
+
+
+def test_init_from_an_export_or_a_checkpoint_gives_the_same_network(tmp_path):
+    model, folder = _checkpoint(tmp_path, "tiny_cnn")
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    export(str(folder), str(tmp_path / "b.pt"))
+    export(str(folder), str(tmp_path / "bh.pt"), part="backbone+head")
+    for source, head in [(tmp_path / "b.pt", False), (tmp_path / "bh.pt", True), (folder, True),
+                         (folder / "state.pt", True)]:
+        cfg = preset("tiny").override({"method.name": "byol", "model.init_from": str(source)}).validate()
+        byol = build_model(cfg).eval()  # another method: the backbone and head fit, the predictor is new
+        said = init_from(byol, cfg.model.init_from, cfg.model.backbone)
+        assert said.startswith("model.init_from: backbone and " + ("head" if head else "a fresh head"))
+        torch.testing.assert_close(byol.features(x), model.features(x))
+        same_head = torch.equal(byol.head.state_dict()["0.0.weight"], model.head.state_dict()["0.0.weight"])
+        assert same_head == head
+        for target, online in byol.momentum_pairs():  # the EMA target starts from the same weights
+            for a, b in zip(target.state_dict().values(), online.state_dict().values()):
+                assert torch.equal(a, b)
+
+
+def test_init_from_takes_torchvisions_resnet_and_refuses_what_does_not_fit(tmp_path):
+    net = torchvision.models.resnet18()
+    torch.save(net.state_dict(), tmp_path / "tv.pt")
+    cfg = preset("tiny").override({"model.backbone": "resnet18", "model.init_from": str(tmp_path / "tv.pt")})
+    assert "backbone and a fresh head from weights" in check_init_from(cfg.validate())
+    method = build_model(cfg)
+    init_from(method, str(tmp_path / "tv.pt"), "resnet18")
+    torch.testing.assert_close(method.backbone.state_dict()["conv1.weight"], net.state_dict()["conv1.weight"])
+
+    tiny = preset("tiny").override({"model.init_from": str(tmp_path / "tv.pt")}).validate()
+    with pytest.raises(ConfigError, match=r"model.init_from = .*model.backbone = 'tiny_cnn'.*unexpected bn1"):
+        check_init_from(tiny)
+    with pytest.raises(ConfigError, match="an existing file from raycl.export"):
+        check_init_from(tiny.override({"model.init_from": str(tmp_path / "nowhere.pt")}))
+    torch.save({"weights": [1, 2]}, tmp_path / "odd.pt")
+    with pytest.raises(ConfigError, match="a state dict of tensors"):
+        check_init_from(tiny.override({"model.init_from": str(tmp_path / "odd.pt")}))
+    with pytest.raises(ConfigError, match="model.init_from = 3 is not allowed"):
+        tiny.override({"model.init_from": 3}).validate()

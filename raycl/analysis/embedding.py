@@ -39,7 +39,7 @@ def embedding_features(
     from raycl.config import Config
     from raycl.data.pipeline import load_split_listings
     from raycl.data.workers import decode_listing
-    from raycl.protocols.evaluation import load_checkpoint
+    from raycl.train.state import load_checkpoint
     from raycl.protocols.features import extract_local
     from raycl.train import build_model
 

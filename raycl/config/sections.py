@@ -84,6 +84,9 @@ class DataConfig:
     val_fraction: float = 0.1  # stratified validation split of the training set (kNN queries)
     download: bool = False  # torchvision sets only
     on_bad_image: str = "skip"  # an undecodable file: "skip" (counted, named in the run's log) or "fail"
+    # pre-train on images without labels (a Parquet file needs no label column, a folder no class
+    # folders); the kNN monitor and the protocols then read eval.data_source, or do not run
+    unlabelled: bool = False
     shuffle_rows: int = 4096  # Parquet: rows of whole row groups shuffled together each epoch
 
 
@@ -122,6 +125,9 @@ class ModelConfig:
     pred_hidden_dim: int = 512
     finetune_from: int = 0  # head layers kept when fine-tuning (SimCLRv2: 1, the head's first layer)
     sync_bn: bool = True  # global BN across workers (SimCLR's "global BN")
+    # start from these weights: a raycl.export file, a torchvision ResNet state dict or a raycl
+    # checkpoint / run directory (raycl.train.init_from); None: a random initialisation
+    init_from: str | None = None
 
 
 @dataclass
@@ -170,6 +176,11 @@ class EvalConfig:
     knn_every: int = 1  # epochs between kNN evaluations (0: never)
     knn_bank_size: int | None = None  # cap on training images in the feature bank
     knn_at_init: bool = True  # also measure kNN before the first epoch
+    # a separate labelled source for the kNN monitor and the protocols (its train split becomes
+    # the kNN bank and validation queries, its test split the protocols' test set); None: data.*
+    data_source: str | None = None
+    data_path: str | None = None
+    data_num_images: int | None = None  # a class-balanced subset of its training split
     # evaluation protocols after pre-training (raycl.evaluate, raycl.protocols)
     linear_layer: int = 0  # features the linear probe reads: 0 = backbone h, k = head layer k's output
     linear_weight_decays: tuple = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)  # L2 grid, chosen on validation

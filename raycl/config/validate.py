@@ -32,14 +32,21 @@ def validate(cfg: "Config") -> None:
         raise ConfigError("storage_path", cfg.storage_path, "a non-empty path or URI")
 
 
+def _source(source_key: str, source: str, path_key: str, path) -> None:
+    """A source name and its path (``data.*`` or the labelled ``eval.data_*``)."""
+    one_of(source_key, source, SOURCES)
+    if source in ("parquet", "folder") and not path:
+        raise ConfigError(path_key, path, f"a path is required for {source_key}={source!r}")
+    if source == "embedded" and path is not None:  # it would be ignored without a word
+        raise ConfigError(path_key, path, f"no path with {source_key}='embedded' (it reads none); set "
+                          f"{source_key} to 'parquet' or 'folder' to read this path")
+
+
 def _data(cfg: "Config") -> None:
     d = cfg.data
-    one_of("data.source", d.source, SOURCES)
-    if d.source in ("parquet", "folder") and not d.path:
-        raise ConfigError("data.path", d.path, f"a path is required for data.source={d.source!r}")
-    if d.source == "embedded" and d.path is not None:  # it would be ignored without a word
-        raise ConfigError("data.path", d.path, "no path with data.source='embedded' (it reads none); set "
-                          "data.source to 'parquet' or 'folder' to read this path")
+    _source("data.source", d.source, "data.path", d.path)
+    if not isinstance(d.unlabelled, bool):
+        raise ConfigError("data.unlabelled", d.unlabelled, "true or false")
     int_at_least("data.image_size", d.image_size, 8)
     if d.num_images is not None:
         int_at_least("data.num_images", d.num_images, 2)
@@ -94,6 +101,9 @@ def _model(cfg: "Config") -> None:
                           f"at most model.proj_depth = {mo.proj_depth}")
     if mo.proj_depth == 0 and method_spec(cfg.method.name).traits.needs_head:
         raise ConfigError("model.proj_depth", 0, f"at least 1 for method {cfg.method.name!r}")
+    if mo.init_from is not None and (not isinstance(mo.init_from, str) or not mo.init_from.strip()):
+        raise ConfigError("model.init_from", mo.init_from, "a path (a raycl.export file, a torchvision "
+                          "ResNet state dict or a raycl checkpoint) or None")
 
 
 def _optim(cfg: "Config") -> None:
@@ -142,6 +152,13 @@ def _train(cfg: "Config") -> None:
 
 def _eval(cfg: "Config") -> None:
     e = cfg.eval
+    if e.data_source is not None:
+        _source("eval.data_source", e.data_source, "eval.data_path", e.data_path)
+    elif e.data_path is not None:
+        raise ConfigError("eval.data_path", e.data_path, "no path without eval.data_source (the source "
+                          "it is a path of: parquet, folder, ...)")
+    if e.data_num_images is not None:
+        int_at_least("eval.data_num_images", e.data_num_images, 2)
     int_at_least("eval.knn_k", e.knn_k, 1)
     positive("eval.knn_temperature", e.knn_temperature)
     int_at_least("eval.knn_every", e.knn_every, 0)

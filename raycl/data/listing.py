@@ -18,9 +18,10 @@ import pyarrow.compute as pc
 
 from raycl.data.reading import FileReader, ParquetReader, TableReader
 
-__all__ = ["Listing", "balanced_subset", "check_labels", "hashed_split", "key_ranks", "num_val"]
+__all__ = ["UNLABELLED", "Listing", "balanced_subset", "check_labels", "hashed_split", "key_ranks", "num_val"]
 
 Reader = TableReader | FileReader | ParquetReader
+UNLABELLED = -1  # the label of an image listed without one (data.unlabelled; STL-10's unlabeled split)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,13 @@ class Listing:
     @property
     def num_chunks(self) -> int:
         return len(pc.unique(self.rows.column("chunk"))) if self.num_rows else 0
+
+    def unlabelled(self) -> "Listing":
+        """The same images with every label :data:`UNLABELLED` and no class names."""
+        n = self.num_rows
+        labels = pa.array(np.full(n, UNLABELLED, dtype=np.int64))
+        return Listing(self.rows.set_column(self.rows.schema.get_field_index("label"), "label", labels),
+                       self.reader, ())
 
     def take(self, indices: np.ndarray) -> "Listing":
         """The rows at ``indices``, kept in listing (chunk) order."""

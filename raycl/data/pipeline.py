@@ -59,19 +59,43 @@ class SplitListings:
     num_classes: int
 
 
+class NoLabelsError(ValueError):
+    """The run has no labelled images: ``data.unlabelled`` and no ``eval.data_source``."""
+
+
+def has_labels(cfg: Config) -> bool:
+    """Whether the run has labelled images (for the kNN monitor and the protocols)."""
+    return bool(cfg.eval.data_source) or not cfg.data.unlabelled
+
+
 def load_split_listings(cfg: Config, with_test: bool = False) -> SplitListings:
-    """List the source's training split and split it into train / validation (never the test split)."""
-    d = cfg.data
-    listing = list_images(d.source, "train", path=d.path, image_size=d.image_size,
-                          num_images=d.num_images, seed=cfg.train.seed, download=d.download)
+    """List the labelled source's training split and split it into train / validation (never the
+    test split). The labelled source is ``eval.data_source`` when set, else the run's own data."""
+    d, e = cfg.data, cfg.eval
+    if not has_labels(cfg):
+        raise NoLabelsError("no labelled images: data.unlabelled = true and no eval.data_source; set "
+                            "eval.data_source and eval.data_path to a labelled source (e.g. parquet and "
+                            "a folder with train.parquet and test.parquet)")
+    source, path, num_images = ((e.data_source, e.data_path, e.data_num_images) if e.data_source
+                                else (d.source, d.path, d.num_images))
+    kwargs = dict(path=path, image_size=d.image_size, seed=cfg.train.seed, download=d.download)
+    listing = list_images(source, "train", num_images=num_images, **kwargs)
     labels = listing.labels
     train_idx, val_idx = hashed_split(listing.rows.column("key"), labels, d.val_fraction, cfg.train.seed)
-    test = None
-    if with_test:
-        test = list_images(d.source, "test", path=d.path, image_size=d.image_size,
-                           num_images=d.num_test_images, seed=cfg.train.seed, download=d.download)
+    test = list_images(source, "test", num_images=d.num_test_images, **kwargs) if with_test else None
     num_classes = max(len(listing.class_names), int(labels.max()) + 1 if len(labels) else 0)
     return SplitListings(listing.take(train_idx), listing.take(val_idx), test, num_classes)
+
+
+def pretraining_listing(cfg: Config, labelled: SplitListings | None) -> Listing:
+    """The images the run pre-trains on: the labelled training part (validation images held out)
+    when the run's own data is its labelled source, else all of ``data.*`` (labels unread when
+    ``data.unlabelled``)."""
+    if labelled is not None and not cfg.eval.data_source:
+        return labelled.train
+    d = cfg.data
+    return list_images(d.source, "train", path=d.path, image_size=d.image_size, num_images=d.num_images,
+                       seed=cfg.train.seed, download=d.download, labelled=not d.unlabelled)
 
 
 def read_plan(listing: Listing, cfg: Config, shuffle: bool) -> ReadPlan:
@@ -221,19 +245,22 @@ def build_pipelines(cfg: Config) -> Pipelines:
     """List, split and wrap the data as the Ray datasets (and kNN sets) a training run reads; the
     trainer takes this process's DataContext with them (:func:`quiet_data_context`)."""
     quiet_data_context()
-    split = load_split_listings(cfg)
-    if split.train.num_rows < cfg.train.batch_size:
+    labelled = load_split_listings(cfg) if has_labels(cfg) else None
+    train = pretraining_listing(cfg, labelled)
+    if train.num_rows < cfg.train.batch_size:
         raise ValueError(f"train.batch_size = {cfg.train.batch_size} is larger than the "
-                         f"{split.train.num_rows} training images after the validation split")
+                         f"{train.num_rows} training images" + ("" if cfg.eval.data_source or labelled is None
+                                                                else " after the validation split"))
     clock = EpochClock.remote()
-    datasets = {"train": train_dataset(split.train, cfg, clock)}
+    datasets = {"train": train_dataset(train, cfg, clock)}
     knn_sets: dict[str, EvalSet | None] = {}
-    if cfg.eval.knn_every:
-        bank = split.train.take(knn_bank_rows(split.train.num_rows, cfg))
-        for name, listing in (("knn_bank", bank), ("knn_val", split.val)):
+    if cfg.eval.knn_every and labelled is not None:
+        bank = labelled.train.take(knn_bank_rows(labelled.train.num_rows, cfg))
+        for name, listing in (("knn_bank", bank), ("knn_val", labelled.val)):
             knn_sets[name] = in_memory_eval_set(listing, cfg, clock)
             if knn_sets[name] is None:
                 datasets[name] = eval_dataset(listing, cfg, clock)
-    log.info("data: %d training / %d validation images, %d classes", split.train.num_rows,
-             split.val.num_rows, split.num_classes)
-    return Pipelines(datasets, split.train.num_rows, split.num_classes, clock, knn_sets)
+    log.info("data: %d training images; kNN monitor: %s", train.num_rows,
+             f"{labelled.train.num_rows} bank / {labelled.val.num_rows} validation images, "
+             f"{labelled.num_classes} classes" if labelled is not None else "none (no labels)")
+    return Pipelines(datasets, train.num_rows, labelled.num_classes if labelled else 0, clock, knn_sets)

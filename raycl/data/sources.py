@@ -9,25 +9,22 @@ their labels and where to read them, without reading them.
 - ``folder``: an image folder laid out as ``<root>/[<split>/]<class_name>/<file>``; classes are
   numbered once, from the training split's class folders that hold images, and every split's
   folders are mapped by name;
-- ``cifar10``, ``cifar100``, ``stl10``: torchvision datasets on disk (downloaded only when asked
-  to), held in memory as PNG.
+- ``cifar10``, ``cifar100``, ``stl10``: torchvision datasets on disk, downloaded only when asked to
+  (:mod:`raycl.data.torchvision_sets`), held in memory as PNG.
 
 Paths may be local or URIs that pyarrow's file systems read (``s3://``, ``gs://``, ``file://``).
 Labels must be integers >= 0: a null or negative label is an error naming the file and the count.
+Listed with ``labelled=False`` (``data.unlabelled``), a source's labels are not read at all.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import logging
 import os
-import socket
-import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -36,9 +33,10 @@ import pyarrow.parquet as pq
 
 from raycl.data import synthetic
 from raycl.data.decode import encode_png
-from raycl.data.listing import Listing, balanced_subset, check_labels, rows_table
+from raycl.data.listing import UNLABELLED, Listing, balanced_subset, check_labels, rows_table
 from raycl.data.reading import FileReader, ParquetReader, TableReader
 from raycl.data.synthetic import CLASS_NAMES, make_images
+from raycl.data.torchvision_sets import SPLITS, TORCHVISION, DataUnavailableError, list_torchvision
 from raycl.runtime import cache_dir
 
 __all__ = ["SOURCES", "SPLITS", "DataUnavailableError", "class_names", "list_images", "load_table"]
@@ -46,7 +44,6 @@ __all__ = ["SOURCES", "SPLITS", "DataUnavailableError", "class_names", "list_ima
 log = logging.getLogger(__name__)
 
 SOURCES = ("embedded", "parquet", "folder", "cifar10", "cifar100", "stl10")
-SPLITS = ("train", "test")
 
 # Default sizes of the embedded splits, and the first index of its test split
 # (far beyond any train split, so the two never share an image).
@@ -54,45 +51,6 @@ EMBEDDED_DEFAULT_SIZES = {"train": 5000, "test": 1000}
 EMBEDDED_TEST_OFFSET = 1_000_000_000
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-DOWNLOAD_TIMEOUT_S = 20.0
-
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
-CIFAR100_CLASSES = tuple(
-    """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly
-    camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup
-    dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower
-    leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid
-    otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road
-    rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower
-    sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale
-    willow_tree wolf woman worm""".split()
-)
-
-
-
-class _TorchvisionDataset(NamedTuple):
-    class_name: str  # in torchvision.datasets
-    display_name: str
-    folder: str  # what torchvision extracts under its root
-    classes: tuple[str, ...]
-    splits: tuple[str, ...]
-
-
-_TORCHVISION = {
-    "cifar10": _TorchvisionDataset("CIFAR10", "CIFAR-10", "cifar-10-batches-py", CIFAR10_CLASSES, SPLITS),
-    "cifar100": _TorchvisionDataset("CIFAR100", "CIFAR-100", "cifar-100-python", CIFAR100_CLASSES, SPLITS),
-    "stl10": _TorchvisionDataset("STL10", "STL-10", "stl10_binary", STL10_CLASSES, SPLITS + ("unlabeled",)),
-}
-
-# Errors a failed or interrupted download can surface as.
-_DOWNLOAD_ERRORS = (OSError, RuntimeError, ValueError, http.client.HTTPException, tarfile.TarError)
-
-
-class DataUnavailableError(RuntimeError):
-    """A dataset is not on disk and could not (or was not allowed to) be downloaded."""
-
-
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
@@ -107,6 +65,7 @@ def list_images(
     num_images: int | None = None,
     seed: int = 0,
     download: bool = False,
+    labelled: bool = True,
 ) -> Listing:
     """The :class:`~raycl.data.listing.Listing` of ``split`` of ``source``.
 
@@ -123,6 +82,9 @@ def list_images(
             hash of each image's key.
         seed: ``embedded``: the generation seed; others: the seed of the subset.
         download: torchvision sources: download the data if missing (bounded socket timeout).
+        labelled: False lists the images without labels (all :data:`UNLABELLED`): a Parquet file
+            then needs only its ``image`` column, and an image folder is every image under the
+            split folder (or the root), at any depth, whatever the sub-folders are.
 
     Raises:
         ValueError: an argument is invalid (unknown source or split, missing path, a Parquet
@@ -131,18 +93,22 @@ def list_images(
         DataUnavailableError: a torchvision dataset is not on disk and could not be downloaded.
     """
     _check_choice("source", source, SOURCES)
-    allowed_splits = _TORCHVISION[source].splits if source in _TORCHVISION else SPLITS
+    allowed_splits = TORCHVISION[source].splits if source in TORCHVISION else SPLITS
     _check_choice("split", split, allowed_splits)
     if num_images is not None:
         _check_positive_int("num_images", num_images)
     if source == "embedded":
-        return _list_embedded(split, image_size, num_images, seed)
+        listing = _list_embedded(split, image_size, num_images, seed)
+        return listing if labelled else listing.unlabelled()
     if source == "parquet":
-        listing = _list_parquet(_require_path(source, path), split)
+        listing = _list_parquet(_require_path(source, path), split, labelled)
     elif source == "folder":
-        listing = _list_folder(_require_path(source, path), split)
+        root = _require_path(source, path)
+        listing = _list_folder(root, split) if labelled else _list_unlabelled_folder(root, split)
     else:
-        listing = _list_torchvision(source, split, path, download)
+        listing = list_torchvision(source, split, path, download)
+    if not labelled:
+        listing = listing.unlabelled()
     if num_images is None or num_images >= listing.num_rows:
         return listing
     return listing.take(balanced_subset(listing.rows.column("key"), listing.labels, num_images, seed))
@@ -164,8 +130,8 @@ def class_names(source: str, *, path: str | os.PathLike | None = None) -> tuple[
     _check_choice("source", source, SOURCES)
     if source == "embedded":
         return CLASS_NAMES
-    if source in _TORCHVISION:
-        return _TORCHVISION[source].classes
+    if source in TORCHVISION:
+        return TORCHVISION[source].classes
     root = _require_path(source, path)
     if source == "folder":
         return _folder_classes(root)
@@ -298,31 +264,39 @@ def _open_parquet(file: str) -> pq.ParquetFile:
     return pq.ParquetFile(inner, filesystem=fs)
 
 
-def _check_parquet_schema(file: str, schema: pa.Schema) -> None:
-    missing = [name for name in ("image", "label") if name not in schema.names]
+def _check_parquet_schema(file: str, schema: pa.Schema, labelled: bool = True) -> None:
+    needed = ("image", "label") if labelled else ("image",)
+    missing = [name for name in needed if name not in schema.names]
     if missing:
+        hint = (" (data.unlabelled=true pre-trains on images without labels)"
+                if missing == ["label"] else "")
         raise ValueError(
-            f"path={file!r} is invalid: the Parquet file lacks column(s) {missing}; "
-            f"expected 'image' (binary) and 'label' (integer), found {schema.names}")
-    image_type, label_type = schema.field("image").type, schema.field("label").type
+            f"path={file!r} is invalid: the Parquet file lacks column(s) {missing}; expected "
+            f"{' and '.join(needed)}, found {schema.names}{hint}")
+    image_type = schema.field("image").type
     if not (pa.types.is_binary(image_type) or pa.types.is_large_binary(image_type)):
         raise ValueError(f"path={file!r} is invalid: column 'image' has type {image_type}; expected binary")
+    if not labelled:
+        return
+    label_type = schema.field("label").type
     if not pa.types.is_integer(label_type):
         raise ValueError(
             f"path={file!r} is invalid: column 'label' has type {label_type}; expected an integer")
 
 
-def _list_parquet(path: str, split: str) -> Listing:
+def _list_parquet(path: str, split: str, labelled: bool = True) -> Listing:
     """One row per Parquet row: key ``<file name>#<row>``, chunk = row group; only the ``label``
-    column is read."""
+    column is read (nothing but the metadata when not ``labelled``)."""
     files = _parquet_files(path, split)
     keys, labels, chunks, pos, file_of, groups = [], [], [], [], [], []
     for f, file in enumerate(files):
         parquet = _open_parquet(file)
-        _check_parquet_schema(file, parquet.schema_arrow)
+        _check_parquet_schema(file, parquet.schema_arrow, labelled)
         name = file.rsplit("/", 1)[-1]
-        column = parquet.read(columns=["label"]).column("label")
-        values = check_labels(column, f"path={file!r}")
+        if labelled:
+            values = check_labels(parquet.read(columns=["label"]).column("label"), f"path={file!r}")
+        else:
+            values = np.full(parquet.metadata.num_rows, UNLABELLED, dtype=np.int64)
         offset = 0
         for g in range(parquet.metadata.num_row_groups):
             n = parquet.metadata.row_group(g).num_rows
@@ -335,7 +309,7 @@ def _list_parquet(path: str, split: str) -> Listing:
         labels.append(values)
     rows = rows_table(keys, np.concatenate(labels), np.concatenate(chunks), np.concatenate(pos))
     reader = ParquetReader(tuple(files), tuple(file_of), tuple(groups))
-    return Listing(rows, reader, _parquet_class_names(files))
+    return Listing(rows, reader, _parquet_class_names(files) if labelled else ())
 
 
 def _parquet_class_names(files: list[str]) -> tuple[str, ...]:
@@ -429,63 +403,16 @@ def _list_folder(root: str, split: str) -> Listing:
     return Listing(rows_table(keys, labels, np.arange(n), np.zeros(n)), FileReader(split_root), classes)
 
 
-# --------------------------------------------------------------------------------------------
-# torchvision datasets
-# --------------------------------------------------------------------------------------------
-
-
-def _list_torchvision(source: str, split: str, path: str | os.PathLike | None, download: bool) -> Listing:
-    """The torchvision set's split, held in memory as PNG (its files are pickled arrays, not images)."""
-    root = Path(path).expanduser() if path is not None else cache_dir() / source
-    dataset = _open_torchvision(source, split, root, download)
-    if source == "stl10":
-        images, labels = dataset.data.transpose(0, 2, 3, 1), np.asarray(dataset.labels)
-    else:
-        images, labels = dataset.data, np.asarray(dataset.targets)
-    n = len(labels)
-    labels = labels.astype(np.int64) if split == "unlabeled" else check_labels(pa.array(labels), source)
-    table = pa.table({"image": pa.array(encode_png(images), type=pa.binary())})
-    rows = rows_table([str(i) for i in range(n)], labels, np.arange(n), np.arange(n))
-    return Listing(rows, TableReader(table), _TORCHVISION[source].classes)
-
-
-def _open_torchvision(source: str, split: str, root: Path, download: bool):
-    """Construct the torchvision dataset; DataUnavailableError if it is missing or cannot be fetched."""
-    spec = _TORCHVISION[source]
-    missing = DataUnavailableError(
-        f"{spec.display_name} (split {split!r}) was not found under {str(root)!r} "
-        f"(looked for the torchvision folder {spec.folder!r}). Pass download=True to fetch it "
-        f"with torchvision (needs network access), point path= at a directory containing "
-        f"{spec.folder!r}, or use source='parquet' or 'embedded' instead."
-    )
-    if not download and not (root / spec.folder).is_dir():
-        raise missing  # fail before the slow torchvision import
-    import torchvision.datasets  # deferred: slow to import and only needed here
-
-    dataset_cls = getattr(torchvision.datasets, spec.class_name)
-    kwargs = {"split": split} if source == "stl10" else {"train": split == "train"}
-    try:
-        return dataset_cls(str(root), download=False, **kwargs)
-    except RuntimeError as error:  # torchvision: "Dataset not found or corrupted"
-        if not download:
-            raise missing from error
-    try:
-        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-            return dataset_cls(str(root), download=True, **kwargs)
-    except _DOWNLOAD_ERRORS as error:
-        raise DataUnavailableError(
-            f"{spec.display_name} (split {split!r}) is not under {str(root)!r} and downloading it failed: "
-            f"{type(error).__name__}: {error}. Download it on a machine with network access into "
-            f"{str(root)!r} (folder {spec.folder!r}), or use source='parquet' or 'embedded' instead."
-        ) from error
-
-
-@contextlib.contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    """Temporarily set the default socket timeout, so that a stalled download fails instead of hanging."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
+def _list_unlabelled_folder(root: str, split: str) -> Listing:
+    """Every image file under the split folder (or the root), at any depth, without labels."""
+    split_root = _folder_split_root(root, split)
+    fs, inner = _fs(split_root)
+    base = inner.rstrip("/") + "/"
+    keys = [info.path[len(base):] for info in _children(split_root, recursive=True)
+            if info.type == pyarrow.fs.FileType.File and info.base_name.lower().endswith(IMAGE_EXTENSIONS)]
+    if not keys:
+        raise ValueError(f"path={split_root!r} is invalid: it holds no images with extension(s) "
+                         f"{', '.join(IMAGE_EXTENSIONS)}")
+    n = len(keys)
+    return Listing(rows_table(keys, np.full(n, UNLABELLED), np.arange(n), np.zeros(n)),
+                   FileReader(split_root), ())

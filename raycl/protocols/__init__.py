@@ -31,10 +31,10 @@ probe), :mod:`~raycl.protocols.finetuning` (fine-tuning, distillation),
 :mod:`~raycl.protocols.transform` (transformation probe), :mod:`~raycl.protocols.features` (feature
 extraction), :mod:`~raycl.protocols.session` (one checkpoint's data, networks and protocol runs),
 :mod:`~raycl.protocols.table` (``evaluation.parquet``) and :mod:`~raycl.protocols.evaluation`
-(:func:`evaluate`, :func:`load_checkpoint`).
+(:func:`evaluate`; checkpoints are found and read by :func:`raycl.train.state.load_checkpoint`).
 """
 
-from raycl.protocols.evaluation import evaluate, load_checkpoint
+from raycl.protocols.evaluation import evaluate
 from raycl.protocols.features import FeatureActor, extract_local, extract_ray, layer_outputs
 from raycl.protocols.finetuning import Classifier, distill, finetune, light_augment, predict
 from raycl.protocols.linear import LinearModel, fit_linear, linear_probe
@@ -69,7 +69,6 @@ __all__ = [
     "layer_outputs",
     "light_augment",
     "linear_probe",
-    "load_checkpoint",
     "parse_protocols",
     "predict",
     "read_evaluation",

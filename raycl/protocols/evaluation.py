@@ -5,43 +5,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow.fs as pafs
 
 from raycl.config import Config
 from raycl.protocols.names import parse_protocols
 from raycl.protocols.session import Session
 from raycl.protocols.table import tidy, write_evaluation
-from raycl.storage import filesystem
-
-
-def load_checkpoint(checkpoint: Any) -> tuple[dict, str, str]:
-    """``(state, checkpoint_dir, run_dir)`` from a checkpoint directory, a run directory (its latest
-    checkpoint) or a :class:`~raycl.api.RunResult`."""
-    from raycl.train.state import STATE_FILE, read_state
-
-    if hasattr(checkpoint, "checkpoint") and hasattr(checkpoint, "path"):
-        checkpoint = checkpoint.checkpoint
-    if checkpoint is None:
-        raise ValueError("no checkpoint to evaluate (the run saved none)")
-    checkpoint = str(checkpoint)
-    fs, path = filesystem(checkpoint)
-    if fs.get_file_info(f"{path}/{STATE_FILE}").type == pafs.FileType.NotFound:
-        found = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-                       if i.base_name.startswith("checkpoint_")
-                       and fs.get_file_info(f"{i.path}/{STATE_FILE}").type != pafs.FileType.NotFound)
-        if not found:
-            raise ValueError(f"{checkpoint!r} holds neither {STATE_FILE} nor checkpoint_* folders")
-        path = found[-1]
-        checkpoint = path if "://" not in checkpoint else checkpoint.split("://")[0] + "://" + path
-    with fs.open_input_file(f"{path}/{STATE_FILE}") as f:
-        state = read_state(f.read(), f"{checkpoint}/{STATE_FILE}")
-    run_dir = checkpoint.rstrip("/").rsplit("/", 1)[0] if Path(path).name.startswith("checkpoint_") \
-        else checkpoint
-    return state, checkpoint, run_dir
+from raycl.train.state import load_checkpoint
 
 
 def evaluate(checkpoint: Any, protocols: Sequence[str] | str = ("knn", "linear"), *,

@@ -30,6 +30,7 @@ from raycl.sweeps.plan import PlannedRun, plan
 from raycl.sweeps.tables import (HISTORY, TRIALS, SweepResult, evaluation_columns, history_rows, load_sweep,
                                 trial_row, write_meta, write_tables)
 from raycl.train import build_trainer, check_cluster, ensure_ray
+from raycl.train.init_from import check_init_from
 from raycl.train.trainer import augment_cpus, run_cpus
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,8 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
     name = name or f"{grid.name}-{preset}"
     path = str(Path(storage_path).expanduser().resolve() / name)
     first = from_overrides(todo[0].overrides)
+    if first.model.init_from and not resume:  # the same weights for every cell: fail before any trial
+        print(f"[raycl] {check_init_from(first)}", flush=True)
     if os.path.isdir(path) and any(os.scandir(path)) and not resume:
         raise FileExistsError(f"sweep {name!r} already exists in {os.path.dirname(path)}: pass "
                               "resume=True (CLI: --resume) to continue it, or choose another name")

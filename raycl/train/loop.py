@@ -27,6 +27,7 @@ from raycl.methods.base import Method
 from raycl.optim import build_optimizer, set_lr
 from raycl.runtime import keep_freed_memory
 from raycl.seeding import derive_seed
+from raycl.train.init_from import init_from
 from raycl.train.model import Schedule, build_model, check_finite, train_step
 from raycl.train.state import load_state, save_state
 
@@ -49,6 +50,8 @@ def train_loop(loop_config: dict) -> None:
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         restarts = state.get("restarts", [])
         resumed = {"step": step, "epochs": state["config"]["train"]["epochs"], **state.get("schedule", {})}
+    elif cfg.model.init_from:  # a fresh run from given weights (checked, and said, by the driver)
+        init_from(method, cfg.model.init_from, cfg.model.backbone)
     if distributed.rank() == 0 and loop_config.get("failures") is not None:  # a restart: say why
         now = time.time()
         restarts += [{**failure, "resumed_at": now, "resumed_from_epoch": start_epoch,

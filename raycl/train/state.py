@@ -10,14 +10,17 @@ from __future__ import annotations
 import io
 import os
 import pickle
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.fs as pafs
 import ray.train
 import torch
 
 from raycl.config import Config
 from raycl.methods.base import Method
+from raycl.storage import filesystem
 
 STATE_FILE = "state.pt"
 
@@ -63,3 +66,27 @@ def read_state(data: bytes | str, name: str = STATE_FILE) -> dict[str, Any]:
 def load_state(checkpoint: ray.train.Checkpoint) -> dict[str, Any]:
     with checkpoint.as_directory() as d:
         return read_state(os.path.join(d, STATE_FILE))
+
+
+def load_checkpoint(checkpoint: Any) -> tuple[dict, str, str]:
+    """``(state, checkpoint_dir, run_dir)`` from a checkpoint directory, a run directory (its latest
+    checkpoint) or a :class:`~raycl.api.RunResult`."""
+    if hasattr(checkpoint, "checkpoint") and hasattr(checkpoint, "path"):
+        checkpoint = checkpoint.checkpoint
+    if checkpoint is None:
+        raise ValueError("no checkpoint: the run saved none")
+    checkpoint = str(checkpoint)
+    fs, path = filesystem(checkpoint)
+    if fs.get_file_info(f"{path}/{STATE_FILE}").type == pafs.FileType.NotFound:
+        found = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+                       if i.base_name.startswith("checkpoint_")
+                       and fs.get_file_info(f"{i.path}/{STATE_FILE}").type != pafs.FileType.NotFound)
+        if not found:
+            raise ValueError(f"{checkpoint!r} holds neither {STATE_FILE} nor checkpoint_* folders")
+        path = found[-1]
+        checkpoint = path if "://" not in checkpoint else checkpoint.split("://")[0] + "://" + path
+    with fs.open_input_file(f"{path}/{STATE_FILE}") as f:
+        state = read_state(f.read(), f"{checkpoint}/{STATE_FILE}")
+    run_dir = checkpoint.rstrip("/").rsplit("/", 1)[0] if Path(path).name.startswith("checkpoint_") \
+        else checkpoint
+    return state, checkpoint, run_dir

@@ -43,9 +43,17 @@ class Trainer:
 
     def header(self) -> str:
         c, p = self.config, self.pipelines
+        monitor = ""
+        if c.eval.knn_every and not p.knn_sets:  # said once: the epoch lines then show no kNN
+            monitor = ("; no kNN monitor: the images have no labels (eval.data_source names a labelled "
+                       "source for it)")
+        elif c.eval.knn_every and c.eval.data_source:
+            where = f" at {c.eval.data_path}" if c.eval.data_path else ""
+            monitor = f"; kNN monitor on {c.eval.data_source}{where}"
         return (f"[raycl] {c.method.name} on {c.train.workers} worker(s), preset "
-                f"{c.preset or 'custom'}: {p.num_train} training images, {c.train.epochs} epochs, "
-                f"global batch {c.train.batch_size}")
+                f"{c.preset or 'custom'}: {p.num_train} training images"
+                f"{' (unlabelled)' if c.data.unlabelled else ''}, {c.train.epochs} epochs, "
+                f"global batch {c.train.batch_size}{monitor}")
 
 
 def with_run_name(cfg: Config) -> Config:
