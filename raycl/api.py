@@ -24,6 +24,7 @@ from raycl.train.model import DivergedError
 from raycl.train.recovery import RunFailedError, fatal_cause
 from raycl.train.progress import ProgressPrinter
 from raycl.train.state import read_state
+from raycl.tracking import Trackers, check_installed
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,12 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
     if cfg.model.init_from and not (resume and _latest_checkpoint(run_dir)):
         print(f"[raycl] {check_init_from(cfg)}", flush=True)
     results.check_writable(cfg.storage_path)
+    check_installed(cfg.train.trackers)
     ensure_ray(cfg, verbose)
     check_cluster(cfg)
     error = None
-    with ProgressPrinter(cfg.train.epochs) as progress:  # its queue actor ends with the run
+    trackers = Trackers(cfg, run_dir) if cfg.train.trackers else None
+    with ProgressPrinter(cfg.train.epochs, trackers) as progress:  # its queue actor ends with the run
         built = build_trainer(cfg, callbacks=[progress.callback], say=progress.queue)
         print(built.header(), flush=True)
         try:

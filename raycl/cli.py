@@ -8,13 +8,14 @@ import sys
 from raycl.checks import one_of, parse_sets
 from raycl.config import METHODS, PRESETS, ConfigError, all_keys, parse_value, preset
 from raycl.methods import method_spec
-from raycl.sweeps.command import add_sweep_options, run_grids
+from raycl.sweeps.command import (add_log_option, add_plugin_option, add_sweep_options, log_overrides,
+                                  plugin_overrides, run_grids)
 from raycl.sweeps.grids import GRIDS
 from raycl.train.recovery import RunFailedError, one_line
 
 
 # names are checked by the configuration, whose errors say the nearest valid name in one line
-_ONE_OF_METHODS = "one of: " + ", ".join(METHODS)
+_ONE_OF_METHODS = "one of: " + ", ".join(METHODS) + ", or a plugin's (--plugin)"
 _ONE_OF_PRESETS = "one of: " + ", ".join(PRESETS)
 
 
@@ -32,15 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue the run named by --set name=... from its last checkpoint")
     run.add_argument("--verbose", action="store_true", help="also show Ray's own worker output")
+    add_plugin_option(run)
+    add_log_option(run)
 
     show = sub.add_parser("config", help="print a preset's configuration, with overrides applied")
     show.add_argument("--method", default="simclr", help=_ONE_OF_METHODS)
     show.add_argument("--preset", default="tiny", help=_ONE_OF_PRESETS)
     show.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    add_plugin_option(show)
     keys = sub.add_parser("keys", help="list every field a method's configuration has, with its value")
     keys.add_argument("--method", default="simclr", help=_ONE_OF_METHODS)
     keys.add_argument("--preset", default=None,
                       help="show the preset's values (default: the fields' own defaults); " + _ONE_OF_PRESETS)
+    add_plugin_option(keys)
 
     sweep = sub.add_parser("sweep", help="run a paper's ablation grid as a Ray Tune sweep")
     sweep.add_argument("grid", help="one of: " + ", ".join(GRIDS))
@@ -67,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "backbone+head")
 
     views = sub.add_parser("views", help="write a PNG grid of a recipe's augmented views")
-    views.add_argument("--recipe", default="simclr", help="simclr, moco_v1, moco_v2, byol, swav, pair:a,b")
+    views.add_argument("--recipe", default="simclr",
+                       help="simclr, moco_v1, moco_v2, byol, swav, pair:a,b, or a plugin's (--plugin)")
     views.add_argument("--n", type=int, default=8, help="images (rows)")
     views.add_argument("--out", default="views.png")
     views.add_argument("--size", type=int, default=32, help="side of the (large) views")
@@ -78,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     views.add_argument("--source", default="embedded")
     views.add_argument("--path", default=None, help="file/folder for non-embedded sources")
     views.add_argument("--seed", type=int, default=0)
+    add_plugin_option(views)
     return parser
 
 
@@ -115,6 +122,7 @@ def _keys(method: str, scale: str | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from_plugins = plugin_overrides(args)  # first: a plugin's method or recipe is then a name here
         if args.command == "keys":
             method_spec(args.method)  # a mistyped name: the one-line error below
             if args.preset is not None:
@@ -141,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(sweep_report(args.sweep, args.out, args.value, args.embedding))
             return 0
-        overrides = parse_sets(args.sets)
+        overrides = {**from_plugins, **log_overrides(args), **parse_sets(args.sets)}
         if args.command == "config":
             cfg = preset(args.preset, args.method).override(overrides).validate()
             for key, value in cfg.flat().items():

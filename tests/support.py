@@ -1,5 +1,9 @@
-"""Helpers shared by the method tests: views shaped for a method, and the overrides that make every
-part of a method take part in one step (so that a test of its gradients sees all of them)."""
+"""Helpers shared by the tests: views shaped for a method, the overrides that make every part of a
+method take part in one step (so that a test of its gradients sees all of them), and a reader of
+TensorBoard's event files."""
+
+import struct
+from pathlib import Path
 
 import torch
 
@@ -22,3 +26,20 @@ def make_views(cfg, batch: int, seed: int = 0) -> list[torch.Tensor]:
         sizes += [cfg.augment.small_crop_size] * cfg.augment.small_crops
     g = torch.Generator().manual_seed(seed)
     return [torch.randint(0, 256, (batch, 3, s, s), dtype=torch.uint8, generator=g) for s in sizes]
+
+
+def read_scalars(folder: Path) -> dict[str, dict[int, float]]:
+    """``{tag: {step: value}}`` from the TensorBoard event files in ``folder`` (TFRecord framing:
+    length, its CRC, the Event proto, its CRC)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    out: dict[str, dict[int, float]] = {}
+    for file in sorted(folder.glob("events.out.tfevents.*")):
+        data, at = file.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            event = Event.FromString(data[at + 12:at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                out.setdefault(value.tag, {})[event.step] = value.simple_value
+    return out

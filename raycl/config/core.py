@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+from raycl import plugins
 from raycl.checks import ConfigError, coerce
 from raycl.config.keys import resolve_key
 from raycl.config.sections import (SECTION_CLASSES, AugmentConfig, DataConfig, EvalConfig, MethodConfig,
@@ -28,13 +29,17 @@ class Config:
     storage_path: str = "raycl_results"
     name: str | None = None  # run name (default: method-preset-timestamp)
     preset: str | None = None  # the preset it started from (set by raycl.config.preset)
+    # modules or .py files imported first by every process of the run (raycl.plugins): methods and
+    # recipes of the user's own
+    plugins: tuple = ()
 
     # ----------------------------------------------------------------- conversions
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method.to_dict()}
         for name in SECTION_CLASSES:
             out[name] = dataclasses.asdict(getattr(self, name))
-        out.update(storage_path=self.storage_path, name=self.name, preset=self.preset)
+        out.update(storage_path=self.storage_path, name=self.name, preset=self.preset,
+                   plugins=list(self.plugins))
         return out
 
     @classmethod
@@ -43,14 +48,14 @@ class Config:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(unknown[0], d[unknown[0]], "an existing field of Config: " + ", ".join(known))
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"plugins": plugins.load(d.get("plugins"))}  # first: they add names
         for name, value in d.items():
             if name == "method":
                 kwargs[name] = value if isinstance(value, MethodConfig) else MethodConfig.from_dict(value)
             elif name in SECTION_CLASSES:
                 kwargs[name] = (value if dataclasses.is_dataclass(value)
                                 else _section_from_dict(name, SECTION_CLASSES[name], value))
-            else:
+            elif name != "plugins":
                 kwargs[name] = value
         return cls(**kwargs)
 
@@ -76,6 +81,8 @@ class Config:
             raise ConfigError("preset", flat["preset"], "where a configuration starts, not an override: "
                               "raycl.config.preset(...) or from_overrides({'preset': ...})")
         d = self.to_dict()
+        if "plugins" in flat:  # first: they may register the method named below
+            d["plugins"] = list(plugins.load(flat.pop("plugins")))
         method = flat.pop("method.name", d["method"]["name"])
         if method != d["method"]["name"]:
             d["method"] = {"name": method}

@@ -13,7 +13,8 @@ from raycl.checks import ConfigError, nearest, one_of
 from raycl.config.core import Config
 from raycl.config.sections import (AugmentConfig, DataConfig, EvalConfig, ModelConfig, OptimConfig,
                                    TrainConfig)
-from raycl.methods import METHODS, method_spec
+from raycl import plugins
+from raycl.methods import check_method_name, method_spec
 from raycl.methods.spec import SCALES
 
 PRESETS = SCALES
@@ -22,7 +23,7 @@ PRESETS = SCALES
 def preset(name: str, method: str = "simclr") -> Config:
     """``method``'s paper defaults at the scale ``name`` (``tiny``, ``cifar10`` or ``imagenet``)."""
     one_of("preset", name, PRESETS)
-    one_of("method.name", method, METHODS)
+    check_method_name(method)
     return _scale(name).override({"method.name": method, **method_spec(method).paper_defaults(name)})
 
 
@@ -33,6 +34,8 @@ def from_overrides(overrides: Mapping[str, Any] | None = None, **more: Any) -> C
     the dict like any other and are applied first: ``from_overrides({"preset": "tiny", "method":
     "byol", "optim.lr": 1e-3})``."""
     flat = {**(overrides or {}), **more}
+    if "plugins" in flat:  # first: they may register the method and recipe named below
+        flat["plugins"] = plugins.load(flat["plugins"])
     scale = flat.pop("preset", "tiny")
     method = flat.pop("method", None)
     method = flat.pop("method.name", method) or "simclr"

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from raycl.checks import ConfigError, coerce, one_of
-from raycl.methods import METHODS, method_spec
+from raycl import plugins
+from raycl.checks import ConfigError, coerce
+from raycl.methods import check_method_name, method_names, method_spec
 
 SOURCES = ("embedded", "parquet", "folder", "cifar10", "cifar100", "stl10")  # raycl.data.sources
 ON_BAD_IMAGE = ("skip", "fail")  # raycl.data.decode
@@ -19,11 +20,13 @@ OPTIMIZERS = ("sgd", "lars", "adamw")  # raycl.optim
 LR_SCALINGS = ("linear", "sqrt", "none")
 SCHEDULES = ("cosine", "step", "constant")
 RECIPES = ("simclr", "moco_v1", "moco_v2", "byol", "swav")  # raycl.data.augment
+plugins.RESERVED["recipe"] = (*RECIPES, "pair")
 COMPUTES = ("actors", "tasks")
 AUGMENT_BACKENDS = ("auto", "fused", "torch")  # raycl.data.augment
 # ops augment.remove can take out of a recipe (BYOL Table 17); "color" is jitter and grayscale
 REMOVABLE_OPS = ("flip", "jitter", "grayscale", "color", "blur", "solarize")  # raycl.data.augment
 TRANSFORM_TASKS = ("color", "rotation", "sobel", "noise")  # raycl.protocols
+TRACKERS = ("tensorboard", "mlflow", "wandb")  # raycl.tracking
 
 
 class MethodConfig:
@@ -35,7 +38,7 @@ class MethodConfig:
     """
 
     def __init__(self, name: str = "simclr", **options: Any):
-        one_of("method.name", name, METHODS)
+        check_method_name(name)
         defaults = method_spec(name).option_defaults()
         for key in options:
             if key not in defaults:
@@ -66,7 +69,7 @@ class MethodConfig:
 
 def unknown_option(method: str, key: str) -> str:
     """What to say about ``method.<key>`` on a method without that option."""
-    having = [m for m in METHODS if key in method_spec(m).option_defaults()]
+    having = [m for m in method_names() if key in method_spec(m).option_defaults()]
     fields = ", ".join(["name", *method_spec(method).option_defaults()])
     where = f"; {key} belongs to {', '.join(having)}" if having else ""
     return f"a field of method {method!r}: {fields}{where}"
@@ -164,6 +167,7 @@ class TrainConfig:
     # an undecodable image under data.on_bad_image="fail" is never retried
     max_failures: int = 3
     cluster_wait_s: float = 600.0  # how long a run waits for an autoscaling cluster (RAY_ADDRESS) to grow
+    trackers: tuple = ()  # per-epoch metrics also to these, of TRACKERS (raycl.tracking)
 
 
 @dataclass
@@ -203,4 +207,4 @@ class EvalConfig:
 SECTION_CLASSES = {"data": DataConfig, "augment": AugmentConfig, "model": ModelConfig,
                    "optim": OptimConfig, "train": TrainConfig, "eval": EvalConfig}
 SECTIONS = ("method", *SECTION_CLASSES)
-TOP_LEVEL = ("storage_path", "name", "preset")
+TOP_LEVEL = ("storage_path", "name", "preset", "plugins")

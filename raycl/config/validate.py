@@ -12,15 +12,18 @@ from typing import TYPE_CHECKING
 from raycl.checks import (ConfigError, int_at_least, int_between, number_in, one_of, positive,
                           scale_range)
 from raycl.config.sections import (AUGMENT_BACKENDS, BACKBONES, COMPUTES, LR_SCALINGS, ON_BAD_IMAGE,
-                                   OPTIMIZERS, RECIPES, REMOVABLE_OPS, SCHEDULES, SOURCES, TRANSFORM_TASKS)
-from raycl.methods import METHODS, method_spec
+                                   OPTIMIZERS, RECIPES, REMOVABLE_OPS, SCHEDULES, SOURCES, TRACKERS,
+                                   TRANSFORM_TASKS)
+from raycl import plugins
+from raycl.methods import check_method_name, method_names, method_spec
 
 if TYPE_CHECKING:
     from raycl.config.core import Config
 
 
 def validate(cfg: "Config") -> None:
-    one_of("method.name", cfg.method.name, METHODS)
+    check_method_name(cfg.method.name)
+    plugins.check_shipped("method.name", cfg.method.name, cfg.plugins)
     method_spec(cfg.method.name).check(cfg)
     _data(cfg)
     _augment(cfg)
@@ -60,14 +63,15 @@ def _data(cfg: "Config") -> None:
 
 def _augment(cfg: "Config") -> None:
     a, traits = cfg.augment, method_spec(cfg.method.name).traits
-    one_of("augment.recipe", a.recipe, RECIPES, prefixes=("pair:",))
+    one_of("augment.recipe", a.recipe, plugins.recipe_names(RECIPES), prefixes=("pair:",))
+    plugins.check_shipped("augment.recipe", a.recipe, cfg.plugins)
     int_at_least("augment.crop_size", a.crop_size, 8)
     if a.crop_scale is not None:
         scale_range("augment.crop_scale", a.crop_scale)
     int_at_least("augment.small_crops", a.small_crops, 0)
     if a.small_crops:
         if not traits.multi_crop:
-            multi = [m for m in METHODS if method_spec(m).traits.multi_crop]
+            multi = [m for m in method_names() if method_spec(m).traits.multi_crop]
             raise ConfigError("augment.small_crops", a.small_crops,
                               f"0 for method {cfg.method.name!r} (multi-crop is used by {', '.join(multi)})")
         int_at_least("augment.small_crop_size", a.small_crop_size, 4)
@@ -120,7 +124,7 @@ def _optim(cfg: "Config") -> None:
     number_in("optim.min_lr_ratio", o.min_lr_ratio, 0.0, 1.0)
     positive("optim.predictor_lr_scale", o.predictor_lr_scale)
     if not method_spec(cfg.method.name).traits.predictor:
-        having = ", ".join(m for m in METHODS if method_spec(m).traits.predictor)
+        having = ", ".join(m for m in method_names() if method_spec(m).traits.predictor)
         why = f"for method {cfg.method.name!r}, which has no predictor ({having} has)"
         if o.predictor_lr_scale != 1.0:
             raise ConfigError("optim.predictor_lr_scale", o.predictor_lr_scale, "1.0 " + why)
@@ -143,6 +147,10 @@ def _train(cfg: "Config") -> None:
     int_at_least("train.checkpoint_every", t.checkpoint_every, 1)
     int_at_least("train.num_to_keep", t.num_to_keep, 1)
     positive("train.cluster_wait_s", t.cluster_wait_s)
+    if not isinstance(t.trackers, (tuple, list)) or len(set(t.trackers)) != len(t.trackers):
+        raise ConfigError("train.trackers", t.trackers, "a list of distinct names of " + ", ".join(TRACKERS))
+    for name in t.trackers:
+        one_of("train.trackers", name, TRACKERS)
     if not isinstance(t.max_failures, int) or isinstance(t.max_failures, bool) or t.max_failures < -1:
         raise ConfigError("train.max_failures", t.max_failures, "an integer >= 0, or -1 for no limit")
     if cfg.optim.warmup_epochs > t.epochs:

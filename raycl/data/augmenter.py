@@ -10,6 +10,7 @@ import torch
 
 from raycl.data.augment import make_views
 from raycl.data.decode import decode_images
+from raycl.plugins import load as load_plugins
 from raycl.runtime import keep_freed_memory
 from raycl.seeding import derive_seed
 
@@ -29,7 +30,8 @@ class Augmenter:
     def __init__(self, recipe: str, image_size: int, crop_size: int, color_strength: float,
                  blur: bool, seed: int, scale: tuple | None = None, small_crops: int = 0,
                  small_crop_size: int | None = None, small_crop_scale: tuple = (0.05, 0.14),
-                 remove: tuple = (), backend: str = "auto"):
+                 remove: tuple = (), backend: str = "auto", plugins: tuple = ()):
+        load_plugins(plugins)  # a recipe a plugin registers, in this Ray Data worker too
         keep_freed_memory()  # batch-sized temporaries reuse heap blocks instead of fresh mmaps
         # multi-crop: view0, view1 at crop_size, then view2 .. view{1+small_crops} at small_crop_size
         self.views = make_views(recipe, size=crop_size, color_strength=color_strength, blur=blur,

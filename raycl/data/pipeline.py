@@ -135,7 +135,7 @@ def train_dataset(listing: Listing, cfg: Config, clock) -> ray.data.Dataset:
                   scale=None if a.crop_scale is None else tuple(map(float, a.crop_scale)),
                   small_crops=int(a.small_crops), small_crop_size=int(a.small_crop_size),
                   small_crop_scale=tuple(float(v) for v in a.small_crop_scale),
-                  remove=tuple(a.remove), backend=a.backend)
+                  remove=tuple(a.remove), backend=a.backend, plugins=tuple(cfg.plugins))
     common = dict(batch_size=1, batch_format="numpy", num_cpus=a.cpus_per_actor)  # one window a call
     if a.node_resource:
         common["resources"] = {a.node_resource: 0.001}

@@ -1,5 +1,6 @@
 """Self-supervised methods, one file each: a :class:`~raycl.methods.spec.MethodSpec` and a
-:class:`~raycl.methods.base.Method` subclass. :data:`REGISTRY` is the one list of them.
+:class:`~raycl.methods.base.Method` subclass. :data:`REGISTRY` is the one list of raycl's own; a
+plugin adds its own (:func:`raycl.register_method`), and :func:`method_names` gives them all.
 
 This package module stays torch-free (the configuration reads :data:`METHODS` from it); a method's
 file, and torch with it, is imported on first use of its class or spec.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from raycl import plugins
 from raycl.checks import ConfigError, nearest
 
 if TYPE_CHECKING:
@@ -28,12 +30,27 @@ REGISTRY: dict[str, str] = {
     "barlow_twins": "barlow_twins:BarlowTwins",
 }
 METHODS: tuple[str, ...] = tuple(REGISTRY)
+plugins.RESERVED["method"] = METHODS
+
+
+def method_names() -> tuple[str, ...]:
+    """raycl's methods, then those plugins registered (:mod:`raycl.plugins`)."""
+    return plugins.method_names(METHODS)
+
+
+def check_method_name(name: str) -> None:
+    """A :class:`ConfigError` naming the methods there are when ``name`` is not one of them."""
+    names = method_names()
+    if not isinstance(name, str) or name not in names:
+        raise ConfigError("method.name", name, "one of " + ", ".join(names) + nearest(name, names)
+                          + " (a method of your own: raycl.register_method in a plugin, see --plugin)")
 
 
 def method_class(name: str) -> type["Method"]:
     """The class implementing method ``name`` (imports its file)."""
-    if name not in REGISTRY:
-        raise ConfigError("method.name", name, "one of " + ", ".join(METHODS) + nearest(name, METHODS))
+    check_method_name(name)
+    if name in plugins.METHODS:
+        return plugins.METHODS[name]
     module, _, cls = REGISTRY[name].partition(":")
     found = getattr(importlib.import_module(f"{__name__}.{module}"), cls)
     if found.spec.name != name:
@@ -58,4 +75,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["METHODS", "REGISTRY", "Method", "Progress", "build_method", "method_class", "method_spec"]
+__all__ = ["METHODS", "REGISTRY", "Method", "Progress", "build_method", "check_method_name", "method_class",
+           "method_names",
+           "method_spec"]

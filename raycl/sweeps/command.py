@@ -9,8 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from raycl import plugins
 from raycl.checks import ConfigError, parse_sets
-from raycl.config import PRESETS
+from raycl.config import PRESETS, TRACKERS
 from raycl.sweeps.grids import GRIDS, get_grid
 
 
@@ -35,6 +36,31 @@ def add_sweep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the sweep of that name")
     parser.add_argument("--dry-run", action="store_true", help="print the cells; train nothing")
     parser.add_argument("--verbose", action="store_true", help="also show Tune's live trial table")
+    add_plugin_option(parser)
+    add_log_option(parser)
+
+
+def add_log_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log", dest="trackers", action="append", default=[], metavar="TRACKER",
+                        help="also log per-epoch metrics to " + ", ".join(TRACKERS) + " (repeatable)")
+
+
+def log_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """``--log tensorboard --log mlflow`` (or ``--log tensorboard,mlflow``) as ``train.trackers``."""
+    names = [n.strip() for arg in getattr(args, "trackers", None) or () for n in arg.split(",") if n.strip()]
+    return {"train.trackers": tuple(names)} if names else {}
+
+
+def add_plugin_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="FILE_OR_MODULE",
+                        help="a .py file or module registering methods or recipes of your own (repeatable)")
+
+
+def plugin_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """``--plugin``: imported here (so that their names are known at once) and kept in the run's
+    configuration, for its workers."""
+    refs = plugins.load(getattr(args, "plugins", None) or ())
+    return {"plugins": refs} if refs else {}
 
 
 def data_overrides(path: str | None) -> dict[str, object]:
@@ -62,7 +88,8 @@ def run_grids(grids: Sequence[str], args: argparse.Namespace) -> int:
     from raycl.sweeps.plan import plan
 
     try:
-        overrides = {**data_overrides(args.data), **parse_sets(args.sets)}
+        overrides = {**plugin_overrides(args), **log_overrides(args), **data_overrides(args.data),
+                     **parse_sets(args.sets)}
         only = parse_only(args.only)
         for name in grids:
             grid = get_grid(name)
@@ -108,4 +135,5 @@ def script_main(grids: Sequence[str], description: str, argv: Sequence[str] | No
     return run_grids(grids, parser.parse_args(argv))
 
 
-__all__ = ["GRIDS", "add_sweep_options", "data_overrides", "run_grids", "script_main", "summary"]
+__all__ = ["GRIDS", "add_log_option", "add_plugin_option", "add_sweep_options", "data_overrides",
+           "log_overrides", "plugin_overrides", "run_grids", "script_main", "summary"]

@@ -31,6 +31,7 @@ from raycl.sweeps.tables import (HISTORY, TRIALS, SweepResult, evaluation_column
                                 trial_row, write_meta, write_tables)
 from raycl.train import build_trainer, check_cluster, ensure_ray
 from raycl.train.init_from import check_init_from
+from raycl.tracking import tune_callbacks
 from raycl.train.trainer import augment_cpus, run_cpus
 
 log = logging.getLogger(__name__)
@@ -193,8 +194,9 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
             param_space={"run": tune.grid_search([r.key for r in todo])},
             tune_config=tune.TuneConfig(max_concurrent_trials=limit, scheduler=_scheduler(scheduler),
                                         metric="knn_top1", mode="max"),
-            run_config=tune.RunConfig(name=name, storage_path=os.path.dirname(path), callbacks=[tables],
+            run_config=tune.RunConfig(name=name, storage_path=os.path.dirname(path),
                                       failure_config=tune.FailureConfig(max_failures=0),
+                                      callbacks=[tables, *tune_callbacks(first.train.trackers, name)],
                                       verbose=1 if verbose else 0))
     start = time.perf_counter()
     with _tune_output(verbose):

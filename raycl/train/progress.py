@@ -34,35 +34,52 @@ def progress_line(row: dict[str, Any], epochs: int) -> str:
 
 
 class ProgressCallback(UserCallback):
-    """Runs in the Train controller: puts a progress line for each of rank 0's reports on a queue."""
+    """Runs in the Train controller: puts each of rank 0's reports (its metrics row) on a queue."""
 
-    def __init__(self, queue: Queue, epochs: int):
-        self.queue, self.epochs = queue, epochs
+    def __init__(self, queue: Queue):
+        self.queue = queue
 
     def after_report(self, run_context, metrics, checkpoint):
         if metrics and "epoch" in metrics[0]:
-            self.queue.put(progress_line(metrics[0], self.epochs))
+            self.queue.put(dict(metrics[0]))
 
 
 class ProgressPrinter:
     """Driver side: ``with ProgressPrinter(epochs) as p: build_trainer(cfg, [p.callback]).fit()``
-    prints every line the callback sends while the run lasts."""
+    prints a line for every row the callback sends while the run lasts (and every line put on
+    ``p.queue`` as it is), and gives each row to ``trackers`` (:class:`raycl.tracking.Trackers`)."""
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, trackers=None):
         self.queue = Queue(actor_options={"num_cpus": 0})
-        self.callback = ProgressCallback(self.queue, epochs)
+        self.callback = ProgressCallback(self.queue)
+        self.epochs, self.trackers = epochs, trackers
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._print, daemon=True)
 
     def _print(self) -> None:
         while True:
             try:
-                print(self.queue.get(timeout=0.5), flush=True)
+                item = self.queue.get(timeout=0.5)
+                if isinstance(item, dict):
+                    print(progress_line(item, self.epochs), flush=True)
+                    self._track(item)
+                else:
+                    print(item, flush=True)
             except (Empty, queue_module.Empty):
                 if self._stop.is_set():
                     return
             except Exception:  # the queue actor is gone (Ray shut down): nothing more to print
                 return
+
+    def _track(self, row: dict) -> None:
+        if self.trackers is None:
+            return
+        try:
+            self.trackers.log(row)
+        except Exception as exc:  # a tracker's server or disk: the run goes on, its files keep the rows
+            print(f"[raycl] tracking stopped at epoch {row.get('epoch')}: {type(exc).__name__}: {exc}",
+                  flush=True)
+            self.trackers = None
 
     def __enter__(self) -> "ProgressPrinter":
         self._thread.start()
@@ -72,3 +89,5 @@ class ProgressPrinter:
         self._stop.set()
         self._thread.join(timeout=10)
         self.queue.shutdown()
+        if self.trackers is not None:
+            self.trackers.close()

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from raycl import plugins
 from raycl.config import RECIPES, REMOVABLE_OPS
 from raycl.data.augment.ops import (OPS, Blur, Color, Crop, Flip, Grayscale, Solarize, make_op,
                                     unknown_choice_error)
@@ -38,6 +39,8 @@ DEFAULT_CROP_SCALES: dict[str, tuple[float, float]] = {
 def default_crop_scale(recipe: str) -> tuple[float, float]:
     """The area range of the large random resized crop of ``recipe`` when no ``scale`` is given."""
     key = "pair" if isinstance(recipe, str) and recipe.startswith(_PAIR_PREFIX) else recipe
+    if key in plugins.RECIPES:
+        return plugins.RECIPES[key].crop_scale
     if key not in DEFAULT_CROP_SCALES:
         raise unknown_choice_error("recipe", recipe, _RECIPE_CHOICES)
     return DEFAULT_CROP_SCALES[key]
@@ -264,6 +267,12 @@ assert set(_BUILDERS) == set(RECIPES) and set(DEFAULT_CROP_SCALES) == {*RECIPES,
 def _large_views(recipe: str, size: int, s: float, blur: bool | None, crop) -> list[ViewPipeline]:
     if recipe in _BUILDERS:
         return _BUILDERS[recipe](size, s, blur, crop)
+    if recipe in plugins.RECIPES:  # registered by a plugin (raycl.register_recipe)
+        views = plugins.RECIPES[recipe].build(size, s, blur, crop)
+        if not (isinstance(views, list) and len(views) >= 2 and all(isinstance(v, ViewPipeline) for v in views)):
+            raise TypeError(f"recipe {recipe!r} ({plugins.RECIPES[recipe].build.__module__}) must return a list "
+                            f"of at least 2 ViewPipeline, got {views!r}")
+        return views
     if recipe.startswith(_PAIR_PREFIX):
         return _pair_views(recipe, size, s, crop)
     raise unknown_choice_error("recipe", recipe, _RECIPE_CHOICES)
