@@ -22,7 +22,12 @@ __all__ = ["DEFAULT_CROP_SCALES", "RECIPES", "REMOVABLE_OPS", "default_crop_scal
            "make_views"]
 
 _PAIR_PREFIX = "pair:"
-_RECIPE_CHOICES = [*RECIPES, "pair:a,b"]  # what error messages list
+
+
+def _recipe_choices() -> list[str]:
+    """What error messages list: raycl's recipes, those plugins registered, and pair:a,b."""
+    return [*plugins.recipe_names(RECIPES), "pair:a,b"]
+
 
 DEFAULT_CROP_SCALES: dict[str, tuple[float, float]] = {
     "simclr": (0.08, 1.0),
@@ -42,7 +47,7 @@ def default_crop_scale(recipe: str) -> tuple[float, float]:
     if key in plugins.RECIPES:
         return plugins.RECIPES[key].crop_scale
     if key not in DEFAULT_CROP_SCALES:
-        raise unknown_choice_error("recipe", recipe, _RECIPE_CHOICES)
+        raise unknown_choice_error("recipe", recipe, _recipe_choices())
     return DEFAULT_CROP_SCALES[key]
 
 
@@ -124,7 +129,7 @@ def make_views(
     if bad:
         raise ValueError(f"unknown make_views option(s) {sorted(bad)}; allowed: {', '.join(sorted(allowed_kwargs))}")
     if not isinstance(recipe, str):
-        raise unknown_choice_error("recipe", recipe, _RECIPE_CHOICES)
+        raise unknown_choice_error("recipe", recipe, _recipe_choices())
     if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}")
     if not isinstance(small_crops, (int, np.integer)) or isinstance(small_crops, bool) or small_crops < 0:
@@ -268,11 +273,13 @@ def _large_views(recipe: str, size: int, s: float, blur: bool | None, crop) -> l
     if recipe in _BUILDERS:
         return _BUILDERS[recipe](size, s, blur, crop)
     if recipe in plugins.RECIPES:  # registered by a plugin (raycl.register_recipe)
-        views = plugins.RECIPES[recipe].build(size, s, blur, crop)
-        if not (isinstance(views, list) and len(views) >= 2 and all(isinstance(v, ViewPipeline) for v in views)):
-            raise TypeError(f"recipe {recipe!r} ({plugins.RECIPES[recipe].build.__module__}) must return a list "
-                            f"of at least 2 ViewPipeline, got {views!r}")
+        build = plugins.RECIPES[recipe].build
+        views = build(size, s, blur, crop)
+        if not (isinstance(views, list) and len(views) >= 2
+                and all(isinstance(v, ViewPipeline) for v in views)):
+            raise TypeError(f"recipe {recipe!r} ({build.__module__}) must return a list of at least 2 "
+                            f"ViewPipeline, got {views!r}")
         return views
     if recipe.startswith(_PAIR_PREFIX):
         return _pair_views(recipe, size, s, crop)
-    raise unknown_choice_error("recipe", recipe, _RECIPE_CHOICES)
+    raise unknown_choice_error("recipe", recipe, _recipe_choices())
