@@ -75,6 +75,8 @@ def test_bad_labelled_source_settings_name_the_field():
         tiny.override({"eval.data_source": "imagenet", "eval.data_path": "x"}).validate()
     with pytest.raises(ConfigError, match="evaluate = \\['linear'\\] is not allowed: no protocols without"):
         raycl.run(preset="tiny", evaluate=["linear"], **{"data.unlabelled": True})
+    with pytest.raises(ConfigError, match="data.unlabelled = True is not allowed: false in a sweep unless"):
+        raycl.sweep("temperature", overrides={"data.unlabelled": True}, storage_path="/nonexistent")
 
 
 @pytest.mark.ray

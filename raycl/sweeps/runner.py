@@ -23,7 +23,8 @@ import pandas as pd
 import ray
 from ray import tune
 
-from raycl.config import Config, from_overrides
+from raycl.config import Config, ConfigError, from_overrides
+from raycl.data.pipeline import has_labels
 from raycl.results import check_writable
 from raycl.sweeps.grids import Grid, get_grid
 from raycl.sweeps.plan import PlannedRun, plan
@@ -167,6 +168,9 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
     name = name or f"{grid.name}-{preset}"
     path = str(Path(storage_path).expanduser().resolve() / name)
     first = from_overrides(todo[0].overrides)
+    if not has_labels(first):  # trials are compared, and stopped early, on the kNN monitor
+        raise ConfigError("data.unlabelled", True, "false in a sweep unless eval.data_source names a "
+                          "labelled source: its trials are compared on kNN accuracy")
     if first.model.init_from and not resume:  # the same weights for every cell: fail before any trial
         print(f"[raycl] {check_init_from(first)}", flush=True)
     if os.path.isdir(path) and any(os.scandir(path)) and not resume:
