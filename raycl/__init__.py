@@ -26,7 +26,7 @@ def __getattr__(name: str):
 
         return getattr(raycl.plugins, name)
     if name == "export":
-        from raycl.export import export
+        from raycl.weights import export
 
         return export
     if name == "evaluate":

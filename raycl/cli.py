@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "views":
             return _views(args)
         if args.command == "export":
-            from raycl.export import export
+            from raycl.weights import export
 
             about = export(args.checkpoint, args.out, args.part)
             print(f"[raycl] wrote {args.out}: {about['part']} of {about['method']} ({about['backbone']}, "

@@ -49,7 +49,7 @@ RECIPES: dict[str, Recipe] = {}  # recipe name -> Recipe, from plugins
 # raycl's own names, which a plugin cannot take: filled in by raycl.methods and raycl.config.sections
 # (this module imports neither, so that both can import it)
 RESERVED: dict[str, tuple[str, ...]] = {"method": (), "recipe": ()}
-_loaded: set[str] = set()
+_loaded: dict[str, None] = {}  # the references imported here, in order
 _entry_points_loaded = False
 _entry_point_modules: set[str] = set()
 
@@ -129,8 +129,13 @@ def load(plugins: Sequence[str] | str | None) -> tuple[str, ...]:
         except Exception as exc:  # the user's code: anything it raises while importing
             raise ConfigError("plugins", ref, f"an importable module or .py file; importing it raised "
                               f"{type(exc).__name__}: {exc}") from exc
-        _loaded.add(ref)
+        _loaded[ref] = None
     return refs
+
+
+def loaded() -> tuple[str, ...]:
+    """The plugins this process has imported through :func:`load` (``--plugin``, ``plugins=``)."""
+    return tuple(_loaded)
 
 
 def _import(ref: str) -> None:

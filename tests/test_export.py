@@ -8,7 +8,7 @@ import torchvision
 
 from raycl.cli import main as cli_main
 from raycl.config import ConfigError, preset
-from raycl.export import export
+from raycl.weights import export
 from raycl.models import Normalize
 from raycl.optim import build_optimizer
 from raycl.train import build_model, save_state, train_step
@@ -92,3 +92,9 @@ def test_init_from_takes_torchvisions_resnet_and_refuses_what_does_not_fit(tmp_p
         check_init_from(tiny.override({"model.init_from": str(tmp_path / "odd.pt")}))
     with pytest.raises(ConfigError, match="model.init_from = 3 is not allowed"):
         tiny.override({"model.init_from": 3}).validate()
+
+
+def test_raycl_export_stays_the_function_once_its_module_is_imported():
+    import raycl
+
+    assert raycl.export is export  # a module named raycl.export would shadow it as an attribute

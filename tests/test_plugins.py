@@ -18,7 +18,7 @@ from raycl.methods import Method, method_class
 from raycl.methods.spec import MethodSpec
 from raycl.sweeps.grids import Cell, Grid
 from raycl.sweeps.plan import plan
-from raycl.train import build_model, train_step
+from raycl.train import build_model, save_state, train_step
 from support import read_scalars
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,3 +100,22 @@ def test_the_plugin_trains_from_the_command_line_and_logs_to_tensorboard(ray_loc
     logged = read_scalars(tmp_path / "simsiam" / "tensorboard")
     assert logged["loss"] == {1: pytest.approx(history["loss"].iloc[0])}
     assert logged["knn_top1"] == {1: pytest.approx(history["knn_top1"].iloc[0])}
+
+
+def test_a_checkpoint_naming_plugins_does_not_import_them_when_opened(tmp_path):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.py"
+    evil.write_text(f"open({str(marker)!r}, 'w').write('imported')\n")
+    cfg = preset("tiny").validate()
+    model = build_model(cfg)
+    folder = tmp_path / "run" / "checkpoint_000000"
+    folder.mkdir(parents=True)
+    stored = cfg.override({"name": "handed-over"})
+    save_state(str(folder), model, torch.optim.SGD(model.parameters(), lr=0.1), epoch=1, step=1,
+               history=[], cfg=stored)
+    state = torch.load(folder / "state.pt", weights_only=True)
+    state["config"]["plugins"] = [str(evil)]  # as a file someone hands over could say
+    torch.save(state, folder / "state.pt")
+    raycl.export(str(folder), str(tmp_path / "b.pt"))
+    assert not marker.exists()  # opened, exported, and the named file never ran
+    assert Config.from_stored(state["config"]).plugins == plugins.loaded()

@@ -46,7 +46,7 @@ def embedding_features(
     if split not in ("train", "val", "test"):
         raise ValueError(f"split={split!r}: one of train, val, test")
     state, _, _ = load_checkpoint(checkpoint)
-    cfg = Config.from_dict(state["config"]).validate()
+    cfg = Config.from_stored(state["config"]).validate()
     listings = load_split_listings(cfg, with_test=split == "test")
     listing = getattr(listings, split)
     if listing.num_rows > max_points:

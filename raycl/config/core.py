@@ -59,6 +59,13 @@ class Config:
                 kwargs[name] = value
         return cls(**kwargs)
 
+    @classmethod
+    def from_stored(cls, d: Mapping[str, Any]) -> "Config":
+        """A configuration read from a file someone may have handed over (a checkpoint's): the
+        plugins it names are not imported, so that opening it cannot run code; those this process
+        imported itself (``--plugin``) stand in for them."""
+        return cls.from_dict({**d, "plugins": list(plugins.loaded())})
+
     def flat(self) -> dict[str, Any]:
         """``{"optim.lr": 0.3, ...}``: one entry per leaf field (handy for result tables)."""
         out: dict[str, Any] = {}

@@ -36,7 +36,7 @@ def evaluate(checkpoint: Any, protocols: Sequence[str] | str = ("knn", "linear")
     """
     parsed = parse_protocols(protocols)
     state, _, run_dir = load_checkpoint(checkpoint)
-    cfg = Config.from_dict(state["config"]).override(overrides).validate()
+    cfg = Config.from_stored(state["config"]).override(overrides).validate()
     out_dir = path or run_dir
     session = Session(cfg, state, out_dir, use_ray)
     rows = []

@@ -37,7 +37,7 @@ def export(checkpoint: Any, path: str, part: str = "backbone") -> dict[str, Any]
     ``backbone.`` and ``head.``)."""
     one_of("part", part, PARTS)
     state, checkpoint_dir, _ = load_checkpoint(checkpoint)
-    cfg = Config.from_dict(state["config"])
+    cfg = Config.from_stored(state["config"])
     method = build_model(cfg)
     method.load_state_dict(state["model"])  # through the model: a checkpoint that does not fit fails here
     if part == "backbone":
