@@ -11,6 +11,7 @@ from raycl.methods import method_spec
 from raycl.sweeps.command import (add_log_option, add_plugin_option, add_sweep_options, log_overrides,
                                   plugin_overrides, run_grids)
 from raycl.sweeps.grids import GRIDS
+from raycl.train.best import best_so_far
 from raycl.train.recovery import RunFailedError, one_line
 
 
@@ -171,5 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(result.history.drop(columns=["run"]).to_string(index=False, float_format="%.4g"))
     print(f"checkpoint: {result.checkpoint}")
+    if result.best_checkpoint:
+        print(f"best:       {result.best_checkpoint} (kNN top-1 {best_so_far(result.path):.3f})")
     print(f"results:    {result.path}")
     return 0

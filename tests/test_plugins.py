@@ -93,7 +93,9 @@ def test_the_plugin_trains_from_the_command_line_and_logs_to_tensorboard(ray_loc
                      "--log", "tensorboard",
                      "--set", "augment.recipe=mild", "--set", "epochs=1", "--set", f"storage_path={tmp_path}",
                      "--set", "name=simsiam", "--set", "eval.knn_at_init=false"])
-    assert code == 0, capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"best:       {tmp_path / 'simsiam' / 'best'} (kNN top-1" in out
     history = pd.read_parquet(tmp_path / "simsiam" / "history.parquet")
     assert list(history["epoch"]) == [1] and math.isfinite(history["loss"].iloc[0])
     assert -1 <= history["loss"].iloc[0] < 0 and 0 <= history["knn_top1"].iloc[0] <= 1
