@@ -27,6 +27,7 @@ AUGMENT_BACKENDS = ("auto", "fused", "torch")  # raycl.data.augment
 REMOVABLE_OPS = ("flip", "jitter", "grayscale", "color", "blur", "solarize")  # raycl.data.augment
 TRANSFORM_TASKS = ("color", "rotation", "sobel", "noise")  # raycl.protocols
 TRACKERS = ("tensorboard", "mlflow", "wandb")  # raycl.tracking
+PRECISIONS = ("fp32", "bf16")  # raycl.train.accel
 
 
 class MethodConfig:
@@ -160,6 +161,9 @@ class TrainConfig:
     workers: int = 2
     cpus_per_worker: float = 1.0
     use_gpu: bool = False
+    precision: str = "fp32"  # "bf16": the forward pass under bf16 autocast (raycl.train.accel)
+    channels_last: bool = False  # model and inputs in channels-last memory format (faster convs on GPUs)
+    compile: bool = False  # torch.compile the data-parallel model
     seed: int = 0
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always checkpoints)
     num_to_keep: int = 2  # checkpoints kept on disk
@@ -168,6 +172,7 @@ class TrainConfig:
     max_failures: int = 3
     cluster_wait_s: float = 600.0  # how long a run waits for an autoscaling cluster (RAY_ADDRESS) to grow
     trackers: tuple = ()  # per-epoch metrics also to these, of TRACKERS (raycl.tracking)
+    node_resource: str | None = None  # custom Ray resource that pins the training workers to their nodes
 
 
 @dataclass

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from raycl.checks import (ConfigError, int_at_least, int_between, number_in, one_of, positive,
                           scale_range)
 from raycl.config.sections import (AUGMENT_BACKENDS, BACKBONES, COMPUTES, LR_SCALINGS, ON_BAD_IMAGE,
-                                   OPTIMIZERS, RECIPES, REMOVABLE_OPS, SCHEDULES, SOURCES, TRACKERS,
-                                   TRANSFORM_TASKS)
+                                   OPTIMIZERS, PRECISIONS, RECIPES, REMOVABLE_OPS, SCHEDULES, SOURCES,
+                                   TRACKERS,                                   TRANSFORM_TASKS)
 from raycl import plugins
 from raycl.methods import check_method_name, method_names, method_spec
 
@@ -147,6 +147,7 @@ def _train(cfg: "Config") -> None:
     int_at_least("train.checkpoint_every", t.checkpoint_every, 1)
     int_at_least("train.num_to_keep", t.num_to_keep, 1)
     positive("train.cluster_wait_s", t.cluster_wait_s)
+    one_of("train.precision", t.precision, PRECISIONS)
     if not isinstance(t.trackers, (tuple, list)) or len(set(t.trackers)) != len(t.trackers):
         raise ConfigError("train.trackers", t.trackers, "a list of distinct names of " + ", ".join(TRACKERS))
     for name in t.trackers:

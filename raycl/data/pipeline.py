@@ -98,6 +98,12 @@ def pretraining_listing(cfg: Config, labelled: SplitListings | None) -> Listing:
                        seed=cfg.train.seed, download=d.download, labelled=not d.unlabelled)
 
 
+def pinned(resource: str | None) -> dict[str, float]:
+    """A sliver of a custom node resource (``augment.node_resource``, ``train.node_resource``): it
+    confines a task or actor to the nodes that advertise it, while CPUs stay the real limit."""
+    return {resource: 0.001} if resource else {}
+
+
 def read_plan(listing: Listing, cfg: Config, shuffle: bool) -> ReadPlan:
     """How Ray Data reads ``listing``: windows of one augmentation batch of single-image chunks
     (files, in-memory rows), or of whole Parquet row groups spanning ``data.shuffle_rows`` rows (but
@@ -136,9 +142,8 @@ def train_dataset(listing: Listing, cfg: Config, clock) -> ray.data.Dataset:
                   small_crops=int(a.small_crops), small_crop_size=int(a.small_crop_size),
                   small_crop_scale=tuple(float(v) for v in a.small_crop_scale),
                   remove=tuple(a.remove), backend=a.backend, plugins=tuple(cfg.plugins))
-    common = dict(batch_size=1, batch_format="numpy", num_cpus=a.cpus_per_actor)  # one window a call
-    if a.node_resource:
-        common["resources"] = {a.node_resource: 0.001}
+    common = dict(batch_size=1, batch_format="numpy", num_cpus=a.cpus_per_actor,  # one window a call
+                  resources=pinned(a.node_resource))
     if a.compute == "tasks":
         return _windows(plan).map_batches(augment_task, fn_kwargs=kwargs, **common)
     return _windows(plan).map_batches(AugmentActor, fn_constructor_kwargs=kwargs,
@@ -155,6 +160,7 @@ def eval_dataset(listing: Listing, cfg: Config, clock=None) -> ray.data.Dataset:
         batch_format="numpy",
         batch_size=1,
         num_cpus=min(1.0, cfg.augment.cpus_per_actor),
+        resources=pinned(cfg.augment.node_resource),
     )
 
 
@@ -202,7 +208,8 @@ def in_memory_eval_set(listing: Listing, cfg: Config, clock=None) -> EvalSet | N
     # outside any placement group: a sweep's trial reserves its CPUs for its trainer, as Ray Data's
     # own tasks are also scheduled outside it
     decode = ray.remote(decode_listing).options(
-        num_returns=2, num_cpus=1, scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None))
+        num_returns=2, num_cpus=1, resources=pinned(cfg.augment.node_resource),
+        scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None))
     images, labels = decode.remote(listing, cfg.data.image_size, crop, cfg.data.on_bad_image, clock)
     return EvalSet(images, labels)
 

@@ -8,6 +8,7 @@ checkpoint that also holds the whole metric history, so nothing is lost when a r
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 import warnings
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from raycl import distributed
+from raycl.train import accel
 from raycl.config import Config
 from raycl.data.pipeline import EvalSet
 from raycl.knn import knn_accuracy
@@ -39,7 +41,7 @@ def train_loop(loop_config: dict) -> None:
     keep_freed_memory()
     device = ray.train.torch.get_device()
 
-    method = build_model(cfg).to(device)
+    method = accel.prepare_method(build_model(cfg).to(device), cfg)
     optimizer = build_optimizer(method, cfg)
     start_epoch, step, history, restarts, resumed = 0, 0, [], [], None
     checkpoint = ray.train.get_checkpoint()
@@ -63,6 +65,7 @@ def train_loop(loop_config: dict) -> None:
         # and rank-local buffers (SwAV's queue part) must not be synced
         warnings.filterwarnings("ignore", ".*broadcast_buffers.* is deprecated", FutureWarning)
         model = ray.train.torch.prepare_model(method, parallel_strategy_kwargs={"broadcast_buffers": False})
+    model = accel.compiled(model, cfg)
     knn = bool(loop_config["knn_sets"])
 
     def monitor() -> dict[str, float]:
@@ -96,8 +99,11 @@ def run_epoch(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer
     """One pass over this worker's shard; returns the epoch's row (metrics averaged over steps and
     workers, ``step`` = optimizer steps taken so far in the run)."""
     model.train()
+    device = ray.train.torch.get_device()
+    autocast = functools.partial(accel.autocast, cfg, device)
     batches = iter(shard.iter_torch_batches(
-        batch_size=cfg.local_batch_size, drop_last=True, device=ray.train.torch.get_device(),
+        batch_size=cfg.local_batch_size, drop_last=True, device=device,
+        pin_memory=accel.pin_memory(cfg),
         local_shuffle_buffer_size=4 * cfg.local_batch_size,
         local_shuffle_seed=derive_seed(cfg.train.seed, "local_shuffle", epoch, distributed.rank())))
     sums: dict[str, torch.Tensor] = {}
@@ -109,9 +115,9 @@ def run_epoch(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer
         if batch is None:
             break
         set_lr(optimizer, schedule.lr(cfg, step), cfg.effective_lr())
-        views = [batch[f"view{i}"] for i in range(method.num_views)]
+        views = accel.views_to([batch[f"view{i}"] for i in range(method.num_views)], cfg)
         progress = schedule.progress(step, epoch)
-        out = train_step(model, optimizer, views, method, progress)
+        out = train_step(model, optimizer, views, method, progress, autocast)
         check_finite(out["loss"], cfg.method.name, step, epoch)
         for k, v in out.items():
             sums[k] = sums.get(k, 0.0) + v.float()

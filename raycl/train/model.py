@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Callable, ContextManager
 from dataclasses import dataclass
 
 import torch
@@ -114,13 +116,15 @@ def check_finite(loss: torch.Tensor, method: str, step: int, epoch: int) -> None
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, views: list[torch.Tensor],
-               method: Method | None = None, progress: Progress | None = None
-               ) -> dict[str, torch.Tensor]:
+               method: Method | None = None, progress: Progress | None = None,
+               autocast: Callable[[], ContextManager] | None = None) -> dict[str, torch.Tensor]:
     """One optimisation step on this worker's views, with the method's hooks around it; returns the
-    detached step outputs. ``model`` may be the data-parallel wrapper of ``method``."""
+    detached step outputs. ``model`` may be the data-parallel wrapper of ``method``; ``autocast``
+    makes the forward pass's precision context (:func:`raycl.train.accel.autocast`)."""
     if method is not None:
         method.before_step(progress)
-    out = model(views)
+    with autocast() if autocast is not None else contextlib.nullcontext():
+        out = model(views)
     optimizer.zero_grad(set_to_none=True)
     out["loss"].backward()
     if method is not None:

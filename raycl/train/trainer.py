@@ -17,11 +17,12 @@ from pathlib import Path
 
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
+from ray.train.torch import TorchConfig, TorchTrainer
 
 from raycl.checks import ConfigError
 from raycl.config import Config
-from raycl.data.pipeline import Pipelines, build_pipelines
+from raycl.data.pipeline import Pipelines, build_pipelines, pinned
+from raycl.train import accel
 from raycl.train.best import KeepBest
 from raycl.train.loop import train_loop
 from raycl.train.recovery import Failures
@@ -83,8 +84,10 @@ def build_trainer(cfg: Config, callbacks: Sequence = (), say=None) -> Trainer:
         train_loop_config={"config": cfg.to_dict(), "clock": pipes.clock,
                            "num_train": pipes.num_train, "num_classes": pipes.num_classes,
                            "knn_sets": pipes.knn_sets, "failures": failures},
+        torch_config=TorchConfig(backend=accel.backend(cfg)),
         scaling_config=ScalingConfig(num_workers=cfg.train.workers, use_gpu=cfg.train.use_gpu,
-                                     resources_per_worker={"CPU": cfg.train.cpus_per_worker}),
+                                     resources_per_worker={"CPU": cfg.train.cpus_per_worker,
+                                                           **pinned(cfg.train.node_resource)}),
         run_config=RunConfig(name=cfg.name, storage_path=cfg.storage_path,
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.num_to_keep),
                              failure_config=FailureConfig(max_failures=cfg.train.max_failures),
@@ -186,11 +189,24 @@ def check_cluster(cfg: Config) -> None:
                           f"{wait:g} s it still lacks what the run needs ({short[0]})")
 
 
+def _node_totals(resource: str) -> tuple[float, float]:
+    """CPUs and GPUs of the live nodes that advertise ``resource``."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive") and resource in n.get("Resources", {})]
+    return sum(n.get("CPU", 0.0) for n in nodes), sum(n.get("GPU", 0.0) for n in nodes)
+
+
 def _shortfall(cfg: Config) -> list[ConfigError]:
     """What the cluster lacks for the run, as errors naming the fields to change."""
     have = ray.cluster_resources()
     gpus, cpus = float(have.get("GPU", 0)), float(have.get("CPU", 0))
     short = []
+    for key, resource, need in (("train.node_resource", cfg.train.node_resource,
+                                 cfg.train.workers * cfg.train.cpus_per_worker),
+                                ("augment.node_resource", cfg.augment.node_resource, augment_cpus(cfg) + 1)):
+        if resource and _node_totals(resource)[0] + 1e-9 < need:
+            short.append(ConfigError(key, resource, f"a resource of nodes with {need:g} CPUs for the run "
+                                     f"(they have {_node_totals(resource)[0]:g}): add such nodes "
+                                     f"(resources: {{{resource}: 1000}}) or unset {key}"))
     if cfg.train.use_gpu and gpus < cfg.train.workers:
         short.append(ConfigError(
             "train.use_gpu", True, f"a cluster with a GPU per worker: {cfg.train.workers} worker(s), and "

@@ -1,0 +1,59 @@
+"""A heterogeneous cluster on one machine (``ray.cluster_utils.Cluster``: a head, a trainer node and a
+CPU-only augmentation node): training workers run only where ``train.node_resource`` is, the data
+work only where ``augment.node_resource`` is, and the run completes. In a subprocess, because it is
+a cluster of its own beside the tests' shared one."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.ray
+
+SCRIPT = textwrap.dedent("""
+    import json, socket, sys
+    import ray
+    from ray.cluster_utils import Cluster
+    from ray.util.state import list_actors, list_tasks
+
+    with socket.socket() as free:  # the state API needs the dashboard; other clusters may hold 8265
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": True,
+                                                            "dashboard_port": port})
+    trainer = cluster.add_node(num_cpus=2, resources={"trainer_node": 1000})
+    augment = cluster.add_node(num_cpus=2, resources={"augment_node": 1000})
+    ray.init(address=cluster.address)
+    import raycl
+
+    result = raycl.run(method="simclr", workers=2, preset="tiny", epochs=1, storage_path=sys.argv[1],
+                       name="placed", **{"train.node_resource": "trainer_node",
+                                         "augment.node_resource": "augment_node",
+                                         "data.num_images": 1200})
+    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker")], limit=1000)
+    data = [t for t in list_tasks(limit=10000, detail=True)
+            if "augment_task" in t.name or "decode" in t.name]
+    print("PLACED " + json.dumps({
+        "trainer": trainer.node_id, "augment": augment.node_id, "head": cluster.head_node.node_id,
+        "workers": sorted({a.node_id for a in workers}), "data": sorted({t.node_id for t in data}),
+        "data_tasks": sorted({t.name for t in data}), "epochs": int(result.metrics["epoch"]),
+        "knn": float(result.metrics["knn_top1"])}))
+    ray.shutdown()
+    cluster.shutdown()
+""")
+
+
+def test_trainers_and_augmentation_stay_on_their_nodes(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                          timeout=600, env=env)
+    line = [x for x in done.stdout.splitlines() if x.startswith("PLACED ")]
+    assert done.returncode == 0 and line, done.stdout[-3000:] + done.stderr[-3000:]
+    placed = json.loads(line[0][len("PLACED "):])
+    assert placed["workers"] == [placed["trainer"]]  # both training workers, on the trainer node
+    assert placed["data"] == [placed["augment"]]  # every augmentation and decode task on the CPU node
+    assert any("augment_task" in name for name in placed["data_tasks"])
+    assert placed["epochs"] == 1 and 0 < placed["knn"] <= 1
