@@ -6,7 +6,6 @@ import logging
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from raycl import distributed
@@ -49,6 +48,8 @@ class TinyCNN(nn.Module):
 
 
 def _torchvision_resnet(name: str, cifar_stem: bool) -> nn.Module:
+    import torchvision.models  # deferred: it imports torch._dynamo, about 1 s in every Ray process
+
     net = getattr(torchvision.models, name)(weights=None)
     if cifar_stem:  # SimCLR appendix B.9: 3×3 stride-1 first conv, no max-pool
         net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)

@@ -264,3 +264,5 @@ def test_an_evaluation_report_joins_its_epoch_row_and_names_its_columns():
                                               "transform_rotation_h_val_top1": 0.9}
     with pytest.raises(ConfigError, match="protocols"):
         raycl.sweep("projection_head", evaluate=["linear_probe"], storage_path="/nonexistent")
+    with pytest.raises(ConfigError, match="storage_path = 's3://bucket/sweeps'.*NFS"):
+        raycl.sweep("temperature", storage_path="s3://bucket/sweeps")
