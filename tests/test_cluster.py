@@ -57,3 +57,31 @@ def test_trainers_and_augmentation_stay_on_their_nodes(tmp_path):
     assert placed["data"] == [placed["augment"]]  # every augmentation and decode task on the CPU node
     assert any("augment_task" in name for name in placed["data_tasks"])
     assert placed["epochs"] == 1 and 0 < placed["knn"] <= 1
+
+
+def test_cluster_yaml_is_a_valid_launcher_config_with_the_node_types_raycl_pins_to():
+    """``ray up cluster.yaml`` would accept it (Ray's own schema and defaults), its GPU nodes carry the
+    trainer resource and its CPU nodes the augmentation one that the README's commands name, and
+    every node installs raycl as the README does."""
+    import re
+
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "cluster.yaml")) as f:
+        raw = yaml.safe_load(f)
+    validate_config(prepare_config(raw))
+    types = raw["available_node_types"]
+    with open(os.path.join(root, "cluster.yaml")) as f:
+        command = f.read()
+    trainer = re.search(r"train\.node_resource=(\w+)", command).group(1)
+    augment = re.search(r"augment\.node_resource=(\w+)", command).group(1)
+    gpu_nodes = [t for t in types.values() if t["resources"].get("GPU")]
+    assert gpu_nodes and all(trainer in t["resources"] and augment not in t["resources"] for t in gpu_nodes)
+    cpu_nodes = [t for t in types.values() if augment in t["resources"]]
+    assert cpu_nodes and not any(t["resources"].get("GPU") or trainer in t["resources"] for t in cpu_nodes)
+    head = types[raw["head_node_type"]]["resources"]
+    assert trainer not in head and augment not in head  # the head only drives
+    assert sum(t["max_workers"] * t["resources"]["GPU"] for t in gpu_nodes) >= 16
+    assert any("pip install -e" in c for c in raw["setup_commands"])

@@ -1,19 +1,23 @@
 """N workers on the same global batch behave like one worker (Ray Train, gloo, float64).
 
-One Ray Train run per worker count goes through one optimizer step of every registered method, so
-the suite pays the start-up twice:
+One Ray Train run per worker count (1, 2, and 4 on half a CPU each, more workers than this machine
+has cores) goes through one optimizer step of every registered method, so the suite pays the
+start-up three times:
 - every method: equal loss, gradients and state after the step (weights, global-BN statistics,
-  queues, momentum networks) with 2 workers as with 1 (MoCo with global BN for its queries, which
-  makes it comparable; the paper's per-worker BN is its preset);
+  queues, momentum networks) with 2 and 4 workers as with 1 (MoCo with global BN for its queries,
+  which makes it comparable; the paper's per-worker BN is its preset);
 - MoCo: every worker holds the same queue, equal to one worker's, in the same order;
 - BYOL: the target equals the EMA formula on every worker, and one worker's;
-- GlobalBatchNorm on uneven shares (3 and 5 rows) equals BN on the whole batch in one process;
-- MoCo and SwAV checkpointed on 2 workers resume on 1 with the same next-step loss.
+- GlobalBatchNorm on uneven shares (3 and 5 rows; 1, 2, 1 and 4) equals BN on the whole batch in one
+  process;
+- MoCo and SwAV checkpointed on 2 workers resume on 1 with the same next-step loss, which 4 workers
+  also take.
 """
 
 import copy
 import os
 import sys
+from dataclasses import dataclass
 
 import pytest
 import ray.cloudpickle
@@ -55,7 +59,7 @@ def _run_case(case: dict) -> dict:
             "state": {n: t.clone() for n, t in method.state_dict().items()}}
 
 
-BN_SHARES = {1: [(0, 8)], 2: [(0, 3), (3, 8)]}  # rows of an 8-row batch per rank: uneven with 2
+BN_SHARES = {1: [(0, 8)], 2: [(0, 3), (3, 8)], 4: [(0, 1), (1, 3), (3, 4), (4, 8)]}  # rows per rank
 
 
 def _bn_input() -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,12 +120,12 @@ def _loop(loop_config: dict) -> None:
     ray.train.report({"done": 1})
 
 
-def _fit(workers: int, cases: dict, resume: dict, out: str, storage: str) -> list[dict]:
+def _fit(workers: int, cases: dict, resume: dict, out: str, storage: str, cpus: float = 1.0) -> list[dict]:
     os.makedirs(out, exist_ok=True)
     TorchTrainer(
         _loop,
         train_loop_config={"cases": cases, "resume": resume, "out": out},
-        scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": 1}),
+        scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": cpus}),
         run_config=RunConfig(name=f"equiv-{workers}", storage_path=storage),
     ).fit()
     return [torch.load(os.path.join(out, f"rank{r}.pt")) for r in range(workers)]
@@ -162,6 +166,14 @@ def _resume_cases() -> dict:
     return cases
 
 
+@dataclass
+class Runs:
+    cases: dict
+    one: list[dict]  # per rank: what _loop saved
+    two: list[dict]
+    four: list[dict]
+
+
 @pytest.fixture(scope="module")
 def runs(ray_local, tmp_path_factory):
     cases = {method: _case(method) for method in METHODS}
@@ -173,7 +185,8 @@ def runs(ray_local, tmp_path_factory):
     resume_on_one = {name: {**case, "checkpoint": two[0]["resume"][name]["checkpoint"]}
                      for name, case in resume.items()}
     one = _fit(1, cases, resume_on_one, str(tmp / "one"), str(tmp))
-    return cases, one, two
+    four = _fit(4, cases, resume, str(tmp / "four"), str(tmp), cpus=0.5)
+    return Runs(cases, one, two, four)
 
 
 def _assert_same_loss_and_grads(one: dict, two: dict) -> None:
@@ -184,31 +197,31 @@ def _assert_same_loss_and_grads(one: dict, two: dict) -> None:
         torch.testing.assert_close(two["grads"][name], grad, rtol=1e-5, atol=1e-12, msg=name)
 
 
+@pytest.mark.parametrize("workers", [2, 4])
 @pytest.mark.parametrize("method", [*METHODS, *VARIANTS])
-def test_two_workers_equal_one_worker(runs, method):
-    _, one, two = runs
-    _assert_same_loss_and_grads(one[0][method], two[0][method])
-    for rank in range(2):  # weights, BN statistics, queues and momentum networks after the step
+def test_n_workers_equal_one_worker(runs, method, workers):
+    one, many = runs.one, runs.two if workers == 2 else runs.four
+    _assert_same_loss_and_grads(one[0][method], many[0][method])
+    for rank in range(workers):  # weights, BN statistics, queues and momentum networks after the step
         for name, value in one[0][method]["state"].items():
             if name.startswith("key_") and ("running_" in name or "num_batches" in name):
                 continue  # MoCo's shuffled BN: per-group statistics, never read (keys use batch BN)
-            torch.testing.assert_close(two[rank][method]["state"][name], value, rtol=1e-5, atol=1e-12,
-                                       msg=f"rank {rank}: {name}")
+            torch.testing.assert_close(many[rank][method]["state"][name], value, rtol=1e-5, atol=1e-12,
+                                       msg=f"rank {rank} of {workers}: {name}")
 
 
 def test_moco_queue_is_identical_on_every_worker_and_to_one_worker(runs):
-    _, one, two = runs
-    q1 = one[0]["moco"]["state"]["queue.keys"]
-    assert int(one[0]["moco"]["state"]["queue.ptr"]) == BATCH
-    for rank in range(2):
-        assert int(two[rank]["moco"]["state"]["queue.ptr"]) == BATCH
-        torch.testing.assert_close(two[rank]["moco"]["state"]["queue.keys"], q1, rtol=1e-6,
-                                   atol=1e-9)
-    assert not torch.equal(q1[:BATCH], runs[0]["moco"]["state"]["queue.keys"][:BATCH])  # it moved
+    q1 = runs.one[0]["moco"]["state"]["queue.keys"]
+    assert int(runs.one[0]["moco"]["state"]["queue.ptr"]) == BATCH
+    for rank, result in [*enumerate(runs.two), *enumerate(runs.four)]:
+        assert int(result["moco"]["state"]["queue.ptr"]) == BATCH
+        torch.testing.assert_close(result["moco"]["state"]["queue.keys"], q1, rtol=1e-6, atol=1e-9,
+                                   msg=f"rank {rank}")
+    assert not torch.equal(q1[:BATCH], runs.cases["moco"]["state"]["queue.keys"][:BATCH])  # it moved
 
 
 def test_byol_target_after_a_step_is_the_ema_on_every_worker(runs):
-    cases, one, two = runs
+    cases, one, two = runs.cases, runs.one, runs.two
     before = cases["byol"]["state"]
     tau = momentum_at(2, 5, 0.9, "cosine")
     for result in (one[0], two[0], two[1]):
@@ -227,33 +240,40 @@ def test_byol_target_after_a_step_is_the_ema_on_every_worker(runs):
 @pytest.mark.parametrize("method", RESUMED)
 def test_a_run_checkpointed_on_two_workers_resumes_on_one(runs, method):
     """The queue (MoCo's keys, SwAV's embeddings) is whole in every checkpoint: the step after a
-    resume on 1 worker has the loss of the step the 2 workers took from the same state."""
-    _, one, two = runs
+    resume on 1 worker has the loss of the step the 2 workers took from the same state, and of
+    the one 4 workers took."""
+    one, two = runs.one, runs.two
     state = two[0]["resume"][method]["checkpoint"]["model"]
     queue = state["queue.keys"] if method == "moco" else state["queue"]
     assert queue.abs().sum() > 0 and (method == "moco" or int(state["queue_rows"]) == BATCH)
     torch.testing.assert_close(one[0]["resume"][method]["loss"], two[0]["resume"][method]["loss"],
                                rtol=1e-5, atol=0)
+    torch.testing.assert_close(runs.four[0]["resume"][method]["loss"], two[0]["resume"][method]["loss"],
+                               rtol=1e-5, atol=0)
 
 
 def test_gather_uneven_concatenates_shares_of_different_sizes_in_rank_order(runs):
-    _, one, two = runs
-    assert one[0]["uneven"].tolist() == [0, 1, 2]
+    assert runs.one[0]["uneven"].tolist() == [0, 1, 2]
     for rank in range(2):
-        assert two[rank]["uneven"].tolist() == [0, 1, 2, 10, 11, 12, 13]
+        assert runs.two[rank]["uneven"].tolist() == [0, 1, 2, 10, 11, 12, 13]
+    for rank in range(4):
+        assert runs.four[rank]["uneven"].tolist() == [*range(3), *range(10, 14), *range(20, 25),
+                                                      *range(30, 36)]
 
 
-def test_global_bn_over_uneven_shares_equals_bn_on_the_whole_batch(runs):
-    """2 workers holding 3 and 5 rows: outputs, input gradients and running statistics as plain BN on
-    all 8 rows in one process; the parameter gradients summed over workers (as DDP does) too."""
-    _, one, two = runs
+@pytest.mark.parametrize("workers", [2, 4])
+def test_global_bn_over_uneven_shares_equals_bn_on_the_whole_batch(runs, workers):
+    """2 workers holding 3 and 5 rows (4 holding 1, 2, 1 and 4): outputs, input gradients and running
+    statistics as plain BN on all 8 rows in one process; the parameter gradients summed over workers
+    (as DDP does) too."""
+    one, many = runs.one, runs.two if workers == 2 else runs.four
     reference = _bn_reference(torch.nn.BatchNorm2d(3, momentum=None).double().train())  # one process
-    for (lo, hi), result in zip(BN_SHARES[2], (two[0]["global_bn"], two[1]["global_bn"])):
+    for (lo, hi), result in zip(BN_SHARES[workers], (r["global_bn"] for r in many)):
         for key in ("y", "x_grad"):
             torch.testing.assert_close(result[key], reference[key][lo:hi], rtol=1e-10, atol=1e-12, msg=key)
         for key in ("running_mean", "running_var"):
             torch.testing.assert_close(result[key], reference[key], rtol=1e-10, atol=1e-12, msg=key)
     for key in ("weight_grad", "bias_grad"):
-        summed = two[0]["global_bn"][key] + two[1]["global_bn"][key]
+        summed = sum(r["global_bn"][key] for r in many)
         torch.testing.assert_close(summed, reference[key], rtol=1e-10, atol=1e-12, msg=key)
         torch.testing.assert_close(one[0]["global_bn"][key], reference[key], rtol=1e-10, atol=1e-12)
