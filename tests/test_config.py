@@ -252,6 +252,7 @@ def test_a_config_error_survives_pickling_as_ray_carries_it_out_of_a_worker():
 @pytest.mark.parametrize("key, value, message", [
     ("train.max_failures", -2, "train.max_failures = -2 is not allowed: an integer >= 0, or -1 for no limit"),
     ("train.cluster_wait_s", -1, "train.cluster_wait_s = -1.0 is not allowed: a finite number > 0"),
+    ("train.checkpoint_every_steps", -5, "train.checkpoint_every_steps = -5 is not allowed: an integer >= 0"),
     ("data.path", "/data/imgs",
      "data.path = '/data/imgs' is not allowed: no path with data.source='embedded'"),
 ])

@@ -256,3 +256,34 @@ def test_a_killed_worker_is_replaced_and_the_run_finishes_every_epoch(ray_local,
     console = capsys.readouterr().out
     assert console.count("lost the workers") == 1 and "restart 1, at most 3" in console
     assert console.count("[raycl] epoch 4/4") == 1
+
+
+@pytest.mark.ray
+def test_a_worker_lost_mid_epoch_resumes_from_the_last_step_checkpoint(ray_local, tmp_path):
+    """train.checkpoint_every_steps: a worker killed in the first epoch, before any epoch checkpoint,
+    once the run has saved its position at step 40 or later: the group resumes from that step, not
+    from scratch, skips the batches already trained on and ends with the steps of an unbroken run."""
+    from raycl.train.state import STEP_FILE, read_step_state
+
+    out: dict = {}
+    run_dir = tmp_path / "steps"
+    thread = _run_in_thread(out, epochs=2, storage_path=str(tmp_path), name="steps",
+                            **{"eval.knn_at_init": False, "data.num_images": 2000, "train.batch_size": 16,
+                               "train.checkpoint_every_steps": 20})
+    deadline = time.monotonic() + 300
+    saved = None
+    while time.monotonic() < deadline and "result" not in out and "error" not in out:
+        if (run_dir / STEP_FILE).exists():
+            saved = read_step_state(str(run_dir))
+            if saved["step"] >= 40:
+                break
+        time.sleep(0.05)
+    assert saved is not None and saved["step"] >= 40 and saved["epoch"] == 0, saved and saved["step"]
+    os.kill(_pids()[-1], signal.SIGKILL)
+    thread.join(timeout=600)
+    assert "error" not in out, out.get("error")
+    h = out["result"].history
+    per_epoch = int(h["step"].iloc[0])
+    assert list(h["epoch"]) == [1, 2] and list(h["step"]) == [per_epoch, 2 * per_epoch]
+    row = pd.read_parquet(os.path.join(out["result"].path, "restarts.parquet")).iloc[0]
+    assert row["resumed_from_epoch"] == 0 and 40 <= row["resumed_from_step"] < per_epoch

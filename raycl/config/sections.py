@@ -166,6 +166,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the data-parallel model
     seed: int = 0
     checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always checkpoints)
+    # also keep the latest position every N optimizer steps (0: only at epoch ends), for long epochs:
+    # a restarted worker group then resumes mid-epoch (raycl.train.state.save_step_state)
+    checkpoint_every_steps: int = 0
     num_to_keep: int = 2  # checkpoints kept on disk
     # restarts of the worker group after a lost worker or node (-1: no limit); a non-finite loss or
     # an undecodable image under data.on_bad_image="fail" is never retried

@@ -145,6 +145,7 @@ def _train(cfg: "Config") -> None:
     positive("train.cpus_per_worker", t.cpus_per_worker)
     int_at_least("train.seed", t.seed, 0)
     int_at_least("train.checkpoint_every", t.checkpoint_every, 1)
+    int_at_least("train.checkpoint_every_steps", t.checkpoint_every_steps, 0)
     int_at_least("train.num_to_keep", t.num_to_keep, 1)
     positive("train.cluster_wait_s", t.cluster_wait_s)
     one_of("train.precision", t.precision, PRECISIONS)

@@ -4,6 +4,8 @@ Each epoch streams this worker's shard of augmented views and steps the method (
 then (every ``eval.knn_every`` epochs) runs the kNN monitor over all workers' features, then makes
 one ``ray.train.report`` with the epoch's metrics and, every ``train.checkpoint_every`` epochs, a
 checkpoint that also holds the whole metric history, so nothing is lost when a run stops early.
+With ``train.checkpoint_every_steps``, rank 0 also keeps the latest position mid-epoch, from which a
+restarted worker group goes on (skipping the batches of that epoch already trained on).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import functools
 import tempfile
 import time
 import warnings
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import ray
 import ray.train
@@ -31,7 +33,7 @@ from raycl.runtime import keep_freed_memory
 from raycl.seeding import derive_seed
 from raycl.train.init_from import init_from
 from raycl.train.model import Schedule, build_model, check_finite, train_step
-from raycl.train.state import load_state, save_state
+from raycl.train.state import latest_state, save_state, save_step_state
 
 
 def train_loop(loop_config: dict) -> None:
@@ -43,13 +45,15 @@ def train_loop(loop_config: dict) -> None:
 
     method = accel.prepare_method(build_model(cfg).to(device), cfg)
     optimizer = build_optimizer(method, cfg)
-    start_epoch, step, history, restarts, resumed = 0, 0, [], [], None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:  # resuming: same run name, or a restarted worker group
-        state = load_state(checkpoint)
+    start_epoch, step, skip, history, restarts, resumed = 0, 0, 0, [], [], None
+    run_dir = f"{cfg.storage_path.rstrip('/')}/{cfg.name}"
+    every_steps = cfg.train.checkpoint_every_steps
+    state = latest_state(ray.train.get_checkpoint(), run_dir if every_steps else None)
+    if state is not None:  # resuming: same run name, or a restarted worker group
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        skip = state.get("epoch_step", 0)  # saved mid-epoch: batches of this epoch already trained on
         restarts = state.get("restarts", [])
         resumed = {"step": step, "epochs": state["config"]["train"]["epochs"], **state.get("schedule", {})}
     elif cfg.model.init_from:  # a fresh run from given weights (checked, and said, by the driver)
@@ -57,7 +61,7 @@ def train_loop(loop_config: dict) -> None:
     if distributed.rank() == 0 and loop_config.get("failures") is not None:  # a restart: say why
         now = time.time()
         restarts += [{**failure, "resumed_at": now, "resumed_from_epoch": start_epoch,
-                      "lost_s": now - failure["failed_at"]}
+                      "resumed_from_step": step, "lost_s": now - failure["failed_at"]}
                      for failure in ray.get(loop_config["failures"].take.remote())]
     schedule = Schedule.for_run(cfg, loop_config["num_train"], resumed)
     with warnings.catch_warnings():
@@ -76,12 +80,20 @@ def train_loop(loop_config: dict) -> None:
         history.append(row)
         ray.train.report(row)
 
+    def save_step(epoch: int, step: int, epoch_step: int) -> None:
+        """Every ``every_steps`` steps but an epoch's last (its checkpoint, or the next one, follows)."""
+        if step % every_steps == 0 and epoch_step < schedule.steps_per_epoch and distributed.rank() == 0:
+            save_step_state(run_dir, method, optimizer, epoch, step, history, cfg, schedule.state(),
+                            restarts, epoch_step=epoch_step)
+
     shard = ray.train.get_dataset_shard("train")
     for epoch in range(start_epoch, cfg.train.epochs):
         if distributed.rank() == 0 and loop_config["clock"] is not None:
             ray.get(loop_config["clock"].set.remote(epoch))  # augmentation seeds views by epoch
         distributed.barrier()
-        row = run_epoch(model, method, optimizer, shard, cfg, schedule, epoch, step)
+        row = run_epoch(model, method, optimizer, shard, cfg, schedule, epoch, step, skip,
+                        save_step if every_steps else None)
+        skip = 0
         if loop_config["clock"] is not None:  # undecodable images skipped so far
             row["bad_images"] = ray.get(loop_config["clock"].bad_images.remote())[0]
         step = row["step"]
@@ -95,9 +107,12 @@ def train_loop(loop_config: dict) -> None:
 
 
 def run_epoch(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer, shard,
-              cfg: Config, schedule: Schedule, epoch: int, step: int) -> dict[str, Any]:
+              cfg: Config, schedule: Schedule, epoch: int, step: int, skip: int = 0,
+              on_step: Callable[[int, int, int], None] | None = None) -> dict[str, Any]:
     """One pass over this worker's shard; returns the epoch's row (metrics averaged over steps and
-    workers, ``step`` = optimizer steps taken so far in the run)."""
+    workers, ``step`` = optimizer steps taken so far in the run). ``skip``: batches drawn and not
+    trained on (the epoch was resumed mid-way); ``on_step(epoch, step, steps taken in the epoch)``
+    after every step."""
     model.train()
     device = ray.train.torch.get_device()
     autocast = functools.partial(accel.autocast, cfg, device)
@@ -106,6 +121,9 @@ def run_epoch(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer
         pin_memory=accel.pin_memory(cfg),
         local_shuffle_buffer_size=4 * cfg.local_batch_size,
         local_shuffle_seed=derive_seed(cfg.train.seed, "local_shuffle", epoch, distributed.rank())))
+    for _ in range(skip):  # the same views as before the restart, as far as the stream's order allows
+        if next(batches, None) is None:
+            break
     sums: dict[str, torch.Tensor] = {}
     n_steps, wait, t0 = 0, 0.0, time.perf_counter()
     while True:
@@ -123,6 +141,8 @@ def run_epoch(model: nn.Module, method: Method, optimizer: torch.optim.Optimizer
             sums[k] = sums.get(k, 0.0) + v.float()
         step += 1
         n_steps += 1
+        if on_step is not None:
+            on_step(epoch, step, skip + n_steps)
     elapsed = time.perf_counter() - t0
     row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"]}
     for k, v in sums.items():
