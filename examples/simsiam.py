@@ -1,5 +1,6 @@
-"""SimSiam (Chen & He 2021) and a milder recipe, as a raycl plugin: no fork, one file.
+"""SimSiam (Chen & He 2021), a milder recipe and an op, as a raycl plugin: no fork, one file.
 Run it: python -m raycl run --plugin examples/simsiam.py --method simsiam --set augment.recipe=mild"""
+import torch
 import torch.nn.functional as F
 
 import raycl
@@ -37,3 +38,8 @@ def mild(size, strength, blur, crop):
     """Both views: a crop (with flip) and half the colour distortion."""
     ops = [crop(), Color(strength / 2, p=0.8, gray_p=0.1)]
     return [ViewPipeline(ops), ViewPipeline(ops)]
+
+
+@raycl.register_op("invert")  # augment.recipe=pair:crop,invert: colours inverted at p = 1/2
+def invert(size, strength):
+    return lambda x, g: torch.where(torch.rand(len(x), 1, 1, 1, generator=g) < 0.5, 1 - x, x)

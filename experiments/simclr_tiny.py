@@ -1,4 +1,4 @@
-"""SimCLR on the embedded data at the `tiny` preset: the quickstart's job, also for `ray job submit`.
+"""SimCLR on the embedded data at the `tiny` preset: the single run beside the quickstart's grid, also for `ray job submit`.
 
     python experiments/simclr_tiny.py [--workers 2] [--epochs 4] [--set optim.lr=0.3 ...]
     ray job submit --working-dir . -- python experiments/simclr_tiny.py --workers 4

@@ -7,21 +7,22 @@
 >>> raycl.load_sweep(sweep.path).trials                               # doctest: +SKIP
 
 ``run``, ``sweep``, ``load_sweep``, ``evaluate``, ``export``, ``make_config``, ``RunResult`` and the
-plugin decorators ``register_method`` and ``register_recipe`` (:mod:`raycl.plugins`) are imported on
-first use, so ``import raycl`` and the configuration stay light (no Ray, no torch import).
+plugin decorators ``register_method``, ``register_recipe`` and ``register_op`` (:mod:`raycl.plugins`)
+are imported on first use, so ``import raycl`` and the configuration stay light (no Ray, no torch
+import).
 """
 
 from raycl.config import Config, ConfigError, preset
 
 __all__ = ["Config", "ConfigError", "RunResult", "evaluate", "export", "load_sweep", "make_config", "preset",
-           "register_method", "register_recipe", "run", "sweep"]
+           "register_method", "register_op", "register_recipe", "run", "sweep"]
 __version__ = "0.1.0"
 
 _LAZY = {"run", "make_config", "RunResult"}
 
 
 def __getattr__(name: str):
-    if name in ("register_method", "register_recipe"):
+    if name in ("register_method", "register_recipe", "register_op"):
         import raycl.plugins
 
         return getattr(raycl.plugins, name)

@@ -72,6 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--part", default="backbone", help="backbone (torchvision's keys for ResNets) or "
                         "backbone+head")
 
+    evaluate = sub.add_parser("evaluate", help="run evaluation protocols on a checkpoint or on weights")
+    evaluate.add_argument("checkpoint", help="a checkpoint or run directory, or a weights file (raycl "
+                          "export, torchvision ResNet state dict)")
+    evaluate.add_argument("--protocols", default="knn,linear",
+                          help="comma-separated: knn, linear, linear_z, finetune<P>, distill<P>, transform; "
+                          "random_ in front for the randomly initialised network")
+    evaluate.add_argument("--preset", default="tiny", help="for a weights file: the network and data; "
+                          + _ONE_OF_PRESETS)
+    evaluate.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a config field (repeatable), e.g. --set data.path=...")
+    evaluate.add_argument("--out", default=None, help="folder for evaluation.parquet (default: the run's, "
+                          "or the weights file's)")
+    add_plugin_option(evaluate)
+
     views = sub.add_parser("views", help="write a PNG grid of a recipe's augmented views")
     views.add_argument("--recipe", default="simclr",
                        help="simclr, moco_v1, moco_v2, byol, swav, pair:a,b, or a plugin's (--plugin)")
@@ -101,6 +115,17 @@ def _views(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(out)
+    return 0
+
+
+def _evaluate(args, overrides: dict) -> int:
+    from raycl.protocols import evaluate
+
+    one_of("preset", args.preset, PRESETS)
+    table = evaluate(args.checkpoint, [p for p in args.protocols.split(",") if p.strip()], path=args.out,
+                     use_ray=False, preset=args.preset, **overrides)
+    columns = [c for c in ("protocol", "split", "features", "task", "top1", "top5", "seconds") if c in table]
+    print(table[columns].to_string(index=False, float_format="%.4g"))
     return 0
 
 
@@ -150,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(sweep_report(args.sweep, args.out, args.value, args.embedding))
             return 0
+        if args.command == "evaluate":
+            return _evaluate(args, {**from_plugins, **parse_sets(args.sets)})
         overrides = {**from_plugins, **log_overrides(args), **parse_sets(args.sets)}
         if args.command == "config":
             cfg = preset(args.preset, args.method).override(overrides).validate()

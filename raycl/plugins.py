@@ -1,4 +1,4 @@
-"""User extensions without forking raycl: methods and augmentation recipes from the user's own module.
+"""User extensions without forking raycl: methods, augmentation recipes and ops from the user's module.
 
 A plugin is a module (a dotted name importable here) or a ``.py`` file that registers what it adds
 when it is imported::
@@ -8,6 +8,9 @@ when it is imported::
 
     @raycl.register_recipe("weak", crop_scale=(0.5, 1.0))   # augment.recipe=weak
     def weak(size, strength, blur, crop): ...
+
+    @raycl.register_op("invert")                             # augment.recipe=pair:crop,invert
+    def invert(size, strength): ...
 
 A run names its plugins in ``plugins`` (``--plugin simsiam.py`` on the command line): every process
 that reads the run's configuration (the driver, Ray Train's workers, Tune's trials, the augmentation
@@ -46,9 +49,10 @@ class Recipe:
 
 METHODS: dict[str, type] = {}  # method name -> Method subclass, from plugins
 RECIPES: dict[str, Recipe] = {}  # recipe name -> Recipe, from plugins
+OPS: dict[str, Callable] = {}  # op name -> build(size, strength), from plugins: ops of "pair:a,b"
 # raycl's own names, which a plugin cannot take: filled in by raycl.methods and raycl.config.sections
 # (this module imports neither, so that both can import it)
-RESERVED: dict[str, tuple[str, ...]] = {"method": (), "recipe": ()}
+RESERVED: dict[str, tuple[str, ...]] = {"method": (), "recipe": (), "op": ()}
 _loaded: dict[str, None] = {}  # the references imported here, in order
 _entry_points_loaded = False
 _entry_point_modules: set[str] = set()
@@ -81,6 +85,24 @@ def register_recipe(name: str, crop_scale: tuple[float, float] = (0.08, 1.0)) ->
     def register(build: Callable) -> Callable:
         _check_free(name, "recipe", {k: r.build for k, r in RECIPES.items()}, build)
         RECIPES[name] = Recipe(build, (low, high))
+        return build
+
+    return register
+
+
+def register_op(name: str) -> Callable:
+    """Decorator: register ``build(size, strength)`` as augmentation op ``name``, which a
+    ``pair:a,b`` recipe (SimCLR Fig. 5's grid) can then name beside raycl's ops. ``build`` returns
+    the op: a callable ``op(x, generator)`` on a float batch ``[B, 3, H, W]`` in [0, 1] returning
+    one of the same shape, drawing its randomness from ``generator`` only (so views are reproducible
+    and the same on every worker); ``size`` is the views' side, ``strength`` is
+    ``augment.color_strength``. Such ops run on torch (the fused kernel knows raycl's ops only)."""
+    if not isinstance(name, str) or not name or any(c in name for c in ":, "):
+        raise ValueError(f"an op name is a non-empty string without ':', ',' or spaces, not {name!r}")
+
+    def register(build: Callable) -> Callable:
+        _check_free(name, "op", OPS, build)
+        OPS[name] = build
         return build
 
     return register
@@ -177,11 +199,13 @@ def module_of(ref: str) -> str:
     return f"raycl_plugin_{stem}_{hashlib.sha1(ref.encode()).hexdigest()[:8]}"
 
 
-def check_shipped(key: str, name: str, refs: Sequence[str]) -> None:
-    """A :class:`ConfigError` when ``name`` (a method or recipe) was registered by a module that
-    the run's other processes would not import: one that is neither among ``refs`` (the run's
-    ``plugins``) nor installed as an entry point."""
-    thing = (METHODS if key == "method.name" else {k: r.build for k, r in RECIPES.items()}).get(name)
+def check_shipped(key: str, name: str, refs: Sequence[str], kind: str | None = None) -> None:
+    """A :class:`ConfigError` when ``name`` (a method, recipe or op: ``kind``, by default what ``key``
+    names) was registered by a module that the run's other processes would not import: one that is
+    neither among ``refs`` (the run's ``plugins``) nor installed as an entry point."""
+    kind = kind or ("method" if key == "method.name" else "recipe")
+    registry = {"method": METHODS, "recipe": {k: r.build for k, r in RECIPES.items()}, "op": OPS}[kind]
+    thing = registry.get(name)
     if thing is None:
         return
     module = thing.__module__
@@ -204,3 +228,8 @@ def method_names(built_in: Sequence[str]) -> tuple[str, ...]:
 def recipe_names(built_in: Sequence[str]) -> tuple[str, ...]:
     load_entry_points()
     return (*built_in, *RECIPES)
+
+
+def op_names(built_in: Sequence[str]) -> tuple[str, ...]:
+    load_entry_points()
+    return (*built_in, *OPS)

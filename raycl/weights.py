@@ -60,5 +60,15 @@ def export(checkpoint: Any, path: str, part: str = "backbone") -> dict[str, Any]
     return about
 
 
+def describe(path: str) -> dict[str, Any] | None:
+    """What :func:`export` said of the weights at ``path`` (the JSON beside them), or None."""
+    about = _about_path(path)
+    if not os.path.isfile(about):
+        return None
+    with open(about) as f:
+        described = json.load(f)
+    return described if isinstance(described, dict) and described.get("format") == "raycl-export-1" else None
+
+
 def _about_path(path: str) -> str:
     return os.path.splitext(path)[0] + ".json"

@@ -143,11 +143,13 @@ def readme(built: list[dict]) -> str:
         "queries (k = 20, τ = 0.1) where the paper reports ImageNet linear top-1 of a ResNet-50 trained for "
         "hundreds of epochs: compare orderings and claims, not values.",
         "",
-        "**Verdicts.** *holds*: the difference has the paper's sign and exceeds the noise (95 % half-widths "
-        "over seeds added in quadrature); *within noise*: it does not (with the sign it has); *reversed*: "
-        "the opposite difference exceeds the noise. With one seed there is no interval and the verdict "
-        "says so. With 2 seeds a 95 % half-width is 12.7 standard errors, so only large differences clear "
-        "it: read the signs too.",
+        "**Verdicts.** *holds*: the difference has the paper's sign and exceeds the noise (the half-width "
+        "of the difference's 95 % interval, Welch's t from each side's seeds); *within noise*: it does not "
+        "(with the sign it has); *reversed*: the opposite difference exceeds the noise. With one seed there "
+        "is no interval and the verdict says so. With 2 seeds a side Welch's degrees of freedom lie between "
+        "1 and 2 and are rounded down, so the half-width is 12.7 standard errors of the difference unless "
+        "the two variances are equal (4.3): only large differences clear it, so read the signs too. The "
+        "± beside a cell is that cell's own 95 % half-width.",
         "",
         "| grid | paper | trials | wall time | claims that hold | with the paper's sign |",
         "|---|---|---|---|---|---|",

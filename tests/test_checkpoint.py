@@ -1,37 +1,52 @@
 """Checkpoint round trip: a saved state restores the same model, optimizer and history."""
 
+import pytest
 import torch
 from ray.train import Checkpoint
 
 from raycl.config import preset
+from raycl.methods import METHODS
+from raycl.methods.base import Progress
 from raycl.optim import build_optimizer
 from raycl.train import build_model, load_state, save_state, train_step
+from support import EXERCISE, make_views
 
 
-def test_checkpoint_round_trip(tmp_path):
-    cfg = preset("tiny")
+@pytest.mark.parametrize("method", list(METHODS))
+def test_checkpoint_round_trip(tmp_path, method):
+    """Through state.pt, with the method's step hooks: momentum targets (BYOL, MoCo, SimCLRv2's
+    memory encoder), queues and their pointers, SwAV's prototypes come back as they were."""
+    cfg = preset("tiny", method).override({"train.batch_size": 8, **EXERCISE.get(method, {})}).validate()
     model = build_model(cfg)
     opt = build_optimizer(model, cfg)
-    views = [torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8) for _ in range(2)]
-    train_step(model, opt, views)
+    views = make_views(cfg, 8)
+    train_step(model, opt, views, model, Progress(0, 0, 5, 10))
     history = [{"epoch": 1, "loss": 4.2}]
     save_state(str(tmp_path), model, opt, epoch=1, step=7, history=history, cfg=cfg)
 
     state = load_state(Checkpoint.from_directory(str(tmp_path)))
-    restored = build_model(cfg.override({"train.seed": 123}))  # different initial weights
+    restored = build_model(cfg)  # the run's own config (MoCo seeds its key shuffle from it) ...
+    with torch.no_grad():  # ... but other weights and buffers than the saved ones
+        for value in restored.state_dict().values():
+            value.copy_(torch.randint_like(value, 0, 7) if not value.is_floating_point()
+                        else torch.randn_like(value))
     restored.load_state_dict(state["model"])
     opt2 = build_optimizer(restored, cfg)
     opt2.load_state_dict(state["optimizer"])
     assert (state["epoch"], state["step"], state["history"]) == (1, 7, history)
     assert state["config"] == cfg.to_dict()
+    for name, value in model.state_dict().items():  # targets, queues and pointers too
+        torch.testing.assert_close(restored.state_dict()[name], value, msg=name)
 
     model.eval(), restored.eval()
     x = views[0]
     torch.testing.assert_close(restored.features(x), model.features(x))
-    # the next step is identical too: its loss (weights restored) and, after the update, the weights
-    # and the optimizer's moments (AdamW's exp_avg, exp_avg_sq and step count restored)
+    # the next step is identical too: its loss (weights restored) and, after the update and the
+    # hooks (EMA targets, queues), the state and the optimizer's moments (AdamW's exp_avg,
+    # exp_avg_sq and step count restored)
     model.train(), restored.train()
-    a, b = train_step(model, opt, views), train_step(restored, opt2, views)
+    a = train_step(model, opt, views, model, Progress(1, 0, 5, 10))
+    b = train_step(restored, opt2, views, restored, Progress(1, 0, 5, 10))
     torch.testing.assert_close(a["loss"], b["loss"])
     for name, value in model.state_dict().items():
         torch.testing.assert_close(restored.state_dict()[name], value, msg=name)

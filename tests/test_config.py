@@ -41,8 +41,8 @@ def _error(**overrides) -> ConfigError:
 
 
 def test_unknown_method():
-    e = _error(**{"method.name": "simsiam"})
-    assert e.field == "method.name" and "'simsiam'" in str(e) and "simclr" in str(e)
+    e = _error(**{"method.name": "simsam"})
+    assert e.field == "method.name" and "'simsam'" in str(e) and "simclr" in str(e)
 
 
 @pytest.mark.parametrize("tau", [0.0, -0.5])
@@ -198,6 +198,7 @@ def test_torch_side_tables_agree_with_the_config_names():
     assert tuple(models.BACKBONE_BUILDERS) == config.BACKBONES
     assert tuple(optim.OPTIMIZER_FACTORIES) == config.OPTIMIZERS
     assert (augment.RECIPES, augment.BACKENDS) == (config.RECIPES, config.AUGMENT_BACKENDS)
+    assert tuple(augment.OPS) == config.PAIR_OPS
     assert tuple(TRANSFORM_CLASSES) == config.TRANSFORM_TASKS
 
 
@@ -215,6 +216,8 @@ def test_data_side_tables_agree_with_the_config_names():
     (["keys", "--preset", "imagenett"], "(did you mean 'imagenet'?)"),
     (["config", "--set", "augment.recipe=simclrr"], "(did you mean 'simclr'?)"),
     (["config", "--set", "augment.remove=flipp"], "(did you mean 'flip'?)"),
+    (["config", "--set", "augment.recipe=pair:crop,colour"], "'colour' is not one of them (did you mean 'color'?)"),
+    (["config", "--set", "augment.recipe=pair:crop"], "'pair:a,b' with two ops a, b from: crop, flip, color,"),
     (["config", "--set", "train.storage_path=x"], "(did you mean 'storage_path'?)"),
     (["config", "--set", "epohcs=3"], "(did you mean 'train.epochs'?)"),
     (["sweep", "temprature", "--dry-run"], "(did you mean 'temperature'?)"),

@@ -168,6 +168,31 @@ def test_parquet_without_label_column_is_rejected(tmp_path):
         load_table("parquet", "train", path=tmp_path)
 
 
+def test_parquet_without_image_column_or_with_text_images_is_rejected(tmp_path):
+    pq.write_table(pa.table({"label": pa.array([1], pa.int64())}), tmp_path / "a.parquet")
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['image'\]; expected image and label"):
+        load_table("parquet", "train", path=tmp_path / "a.parquet")
+    pq.write_table(pa.table({"image": ["x.png"], "label": [1]}), tmp_path / "b.parquet")
+    with pytest.raises(ValueError, match="column 'image' has type string; expected binary"):
+        load_table("parquet", "train", path=tmp_path / "b.parquet")
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("path, says", [
+    ("nowhere.parquet", "nowhere.parquet"),
+    ("no_image.parquet", "lacks column(s) ['image']"),
+])
+def test_a_bad_data_path_is_one_line_at_the_command_line(ray_local, tmp_path, capsys, path, says):
+    from raycl.cli import main as cli_main
+
+    pq.write_table(pa.table({"label": pa.array([1], pa.int64())}), tmp_path / "no_image.parquet")
+    argv = ["run", "--set", "data.source=parquet", "--set", f"data.path={tmp_path / path}",
+            "--set", f"storage_path={tmp_path / 'runs'}", "--set", "train.epochs=1"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and says in err, err
+
+
 def test_parquet_class_names(tmp_path):
     images, labels = make_images(6, num_classes=3)
     names = np.array(["a", "b", "c"])[labels]

@@ -54,6 +54,11 @@ def test_simclr_tiny_end_to_end(ray_local, tmp_path, capsys, monkeypatch):
     lr = resumed.history.set_index("epoch")["lr"]
     assert lr[3] <= lr[2] < 0.01 * resumed.config.effective_lr()
 
+    # a linear probe on the trained backbone beats the same probe on the randomly initialised one
+    probes = raycl.evaluate(resumed.path, ["linear", "random_linear"])
+    val = probes[probes["split"] == "val"].set_index("protocol")["top1"]
+    assert val["linear"] > val["random_linear"], val
+
     # a new run from the exported backbone and head starts where this one ended: its kNN before
     # training is this run's last (same data, split and bank)
     raycl.export(resumed.checkpoint, str(tmp_path / "warm.pt"), part="backbone+head")

@@ -98,3 +98,36 @@ def test_raycl_export_stays_the_function_once_its_module_is_imported():
     import raycl
 
     assert raycl.export is export  # a module named raycl.export would shadow it as an attribute
+
+
+def test_protocols_run_on_an_export_or_torchvision_weights_as_on_the_checkpoint(tmp_path, capsys):
+    """raycl.evaluate (and python -m raycl evaluate) take a weights file: the same features as the
+    checkpoint it came from give the same kNN and linear-probe rows."""
+    import pandas as pd
+
+    import raycl
+
+    _, folder = _checkpoint(tmp_path, "tiny_cnn")
+    export(str(folder), str(tmp_path / "w" / "b.pt"))
+    small = {"data.num_images": 300, "data.num_test_images": 100, "linear_steps": 30}
+    cols = ["protocol", "split", "top1", "top5"]
+    from_checkpoint = raycl.evaluate(str(folder), ["knn", "linear"], use_ray=False, **small)
+    capsys.readouterr()
+    from_weights = raycl.evaluate(str(tmp_path / "w" / "b.pt"), ["knn", "linear"], use_ray=False, **small)
+    assert "[raycl] model.init_from: backbone and a fresh head from weights" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(from_weights[cols], from_checkpoint[cols])
+    assert len(pd.read_parquet(tmp_path / "w" / "evaluation.parquet")) == 4  # beside the weights
+
+    assert cli_main(["evaluate", str(tmp_path / "w" / "b.pt"), "--protocols", "knn", "--out",
+                     str(tmp_path / "cli"), "--set", "data.num_images=300",
+                     "--set", "data.num_test_images=100"]) == 0
+    printed = capsys.readouterr().out
+    knn = from_checkpoint.set_index(["protocol", "split"]).loc[("knn", "val"), "top1"]
+    assert f"{knn:.4g}" in printed and (tmp_path / "cli" / "evaluation.parquet").is_file()
+
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "tv.pt")  # torchvision's keys
+    with pytest.raises(ConfigError, match="model.init_from = .* do not fit it"):
+        raycl.evaluate(str(tmp_path / "tv.pt"), ["knn"], use_ray=False, **small)  # the tiny CNN
+    tv = raycl.evaluate(str(tmp_path / "tv.pt"), ["knn"], use_ray=False,
+                        **{**small, "model.backbone": "resnet18"})
+    assert tv["top1"].between(0, 1).all() and set(tv["split"]) == {"val", "test"}

@@ -1,4 +1,4 @@
-"""A user's own method and recipe, registered from a file outside the package (examples/simsiam.py,
+"""A user's own method, recipe and op, registered from a file outside the package (examples/simsiam.py,
 the README's example), named in a config, on the command line and in a sweep grid."""
 
 import math
@@ -49,6 +49,21 @@ def test_a_plugin_method_and_recipe_are_names_of_a_config_and_train_a_step():
     assert again.method.name == "simsiam" and again.plugins == (EXAMPLE,)
 
 
+def test_a_plugin_op_is_a_name_of_pair_recipes():
+    cfg = from_overrides({"plugins": [EXAMPLE], "augment.recipe": "pair:invert,invert"})  # the op once
+    first, crop_only = make_views(cfg.augment.recipe, size=32)  # on view 0 after the crop, as in Fig. 5
+    assert len(first.ops) == 2 and len(crop_only.ops) == 1
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    inverted = first(images, torch.Generator().manual_seed(3)).int()
+    # the same crops (one level of rounding apart: the crop alone runs on the fused kernel)
+    cropped = type(first)(first.ops[:1])(images, torch.Generator().manual_seed(3)).int()
+    flipped = [bool(((inverted[i] + cropped[i] - 255).abs() <= 1).all()) for i in range(16)]
+    kept = [bool(((inverted[i] - cropped[i]).abs() <= 1).all()) for i in range(16)]
+    assert all(a != b for a, b in zip(flipped, kept)) and 0 < sum(flipped) < 16
+    with pytest.raises(ConfigError, match=r"'inverse' is not one of them \(did you mean 'invert'\?\)"):
+        from_overrides({"plugins": [EXAMPLE], "augment.recipe": "pair:crop,inverse"})
+
+
 def test_what_a_plugin_cannot_do_is_said_in_one_line(tmp_path):
     plugins.load([EXAMPLE])
     with pytest.raises(ConfigError, match="registered by .*simsiam.py, which they import only if the run "
@@ -62,6 +77,13 @@ def test_what_a_plugin_cannot_do_is_said_in_one_line(tmp_path):
         raycl.register_method(dict)
     with pytest.raises(ValueError, match="recipe 'simclr' is one of raycl's own"):
         raycl.register_recipe("simclr")(lambda *a: [])
+    with pytest.raises(ValueError, match="op 'color' is one of raycl's own"):
+        raycl.register_op("color")(lambda size, strength: None)
+    with pytest.raises(ValueError, match="an op name is a non-empty string without"):
+        raycl.register_op("a,b")
+    with pytest.raises(ConfigError, match="registered by .*simsiam.py, which they import only if the run "
+                                          "names it in plugins"):
+        preset("tiny").override({"augment.recipe": "pair:invert,color"}).validate()
     broken = tmp_path / "broken.py"
     broken.write_text("raise RuntimeError('half-written plugin')\n")
     with pytest.raises(ConfigError, match=r"plugins = '.*broken.py' is not allowed: .*RuntimeError: half"):
@@ -80,11 +102,12 @@ def test_what_a_plugin_cannot_do_is_said_in_one_line(tmp_path):
 
 def test_a_sweep_grid_names_the_plugin_method():
     grid = Grid(name="simsiam_tau", source="-", question="-", method="simsiam",
-                cells=lambda p: [Cell({"augment.recipe": r}) for r in ("simclr", "mild")])
+                cells=lambda p: [Cell({"augment.recipe": r}) for r in ("simclr", "mild", "pair:crop,invert")])
     runs = plan(grid, "tiny", seeds=2, overrides={"plugins": [EXAMPLE]})
-    assert len(runs) == 4 and all(r.skip is None for r in runs)
+    assert len(runs) == 6 and all(r.skip is None for r in runs)
     built = [from_overrides(r.overrides) for r in runs]  # what each trial builds, in its own process
-    assert {(c.method.name, c.augment.recipe) for c in built} == {("simsiam", "simclr"), ("simsiam", "mild")}
+    assert {(c.method.name, c.augment.recipe) for c in built} == {
+        ("simsiam", "simclr"), ("simsiam", "mild"), ("simsiam", "pair:crop,invert")}
 
 
 @pytest.mark.ray

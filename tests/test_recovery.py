@@ -175,7 +175,6 @@ def _pids(title: bytes = b"ray::RayTrainWorker") -> list[int]:
     return sorted(pids)
 
 
-@pytest.mark.ray
 def _run_in_thread(out: dict, **kwargs) -> threading.Thread:
     def train():
         try:
@@ -220,6 +219,7 @@ def test_a_lost_controller_ends_the_run_in_one_line_and_it_resumes(ray_local, tm
     assert list(resumed.history["epoch"]) == [1, 2, 3]
 
 
+@pytest.mark.ray
 def test_a_killed_worker_is_replaced_and_the_run_finishes_every_epoch(ray_local, tmp_path, capsys):
     """2 workers; once the first epoch's checkpoint is registered, one worker process is killed (SIGKILL
     by PID, mid-way through epoch 2): the group restarts from that checkpoint, the run ends with every

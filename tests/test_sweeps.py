@@ -76,16 +76,17 @@ def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path, ca
              for s in (0.5, 1.0)]
     cells.append(Cell({"data.source": "parquet", "data.path": str(tmp_path / "missing.parquet")},
                       {"broken": True}))  # fails inside its trial, after planning
+    cells.append(Cell({"optim.lr": 1e30, "optim.warmup_epochs": 0}, {"diverges": True}))  # at a step
     grid = Grid("two_by_two", "test", "q", "simclr", lambda p: cells, presets={"tiny": fast},
                 evaluate=("linear",))
 
     out = raycl.sweep(grid, "tiny", seeds=1, storage_path=str(tmp_path), name="s")
     console = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[raycl] ")]
-    assert len([line for line in console if "/5 c00" in line]) == 5  # one line per finished trial
+    assert len([line for line in console if "/6 c00" in line]) == 6  # one line per finished trial
     assert any("c004-s0" in line and "FAILED: " in line for line in console)
 
     t = out.trials.set_index("key")
-    assert len(t) == 5 and t.index.is_unique
+    assert len(t) == 6 and t.index.is_unique
     assert {"method.temperature", "augment.color_strength", "status", "error", "knn_top1",
             "best_knn_top1", "wall_time_s", "checkpoint", "seed"} <= set(t.columns)
     ok = t[t["status"] == "TERMINATED"]
@@ -97,6 +98,9 @@ def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path, ca
         (0.2, 0.5), (0.2, 1.0), (0.5, 0.5), (0.5, 1.0)]
     failed = t.loc["c004-s0"]
     assert failed["status"] == "ERROR" and "missing.parquet" in failed["error"]
+    diverged = t.loc["c005-s0"]  # not retried, and the others went on
+    assert diverged["status"] == "ERROR" and "simclr diverged: the loss is" in diverged["error"]
+    assert "at step " in diverged["error"] and "(epoch 1)" in diverged["error"]
 
     h = out.history
     assert sorted(h.groupby("key")["epoch"].apply(list).items()) == [
@@ -106,7 +110,7 @@ def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path, ca
     assert last["knn_top1"].notna().all() and last["linear_val_top1"].notna().all()
 
     meta = json.loads((tmp_path / "s" / "sweep.json").read_text())
-    assert meta["grid"] == "two_by_two" and len(meta["cells"]) == 5 and meta["versions"]["ray"]
+    assert meta["grid"] == "two_by_two" and len(meta["cells"]) == 6 and meta["versions"]["ray"]
     again = load_sweep(str(tmp_path / "s"))
     pd.testing.assert_frame_equal(again.trials, out.trials)
     for key in ok.index:  # each trial's run lies under runs/
@@ -266,3 +270,41 @@ def test_an_evaluation_report_joins_its_epoch_row_and_names_its_columns():
         raycl.sweep("projection_head", evaluate=["linear_probe"], storage_path="/nonexistent")
     with pytest.raises(ConfigError, match="storage_path = 's3://bucket/sweeps'.*NFS"):
         raycl.sweep("temperature", storage_path="s3://bucket/sweeps")
+
+
+def test_concurrency_leaves_ray_data_a_cpu_and_the_scheduler_is_checked_before_ray_starts():
+    from ray.tune.schedulers import ASHAScheduler
+
+    from raycl.config import preset
+    from raycl.sweeps.runner import _scheduler, max_concurrent
+
+    half = preset("tiny").override({"train.workers": 1, "train.cpus_per_worker": 0.5,
+                                    "augment.compute": "tasks", "augment.cpus_per_actor": 0.5}).validate()
+    # a trial reserves 0.5 + 0.5 CPUs; one CPU is kept for Ray Data's reads and the kNN sets
+    assert [max_concurrent(half, cpus) for cpus in (1, 2, 3, 100)] == [1, 1, 2, 99]
+    big = preset("tiny").override({"train.workers": 2, "train.cpus_per_worker": 1, "augment.actors": 4,
+                                   "augment.compute": "actors", "augment.cpus_per_actor": 1}).validate()
+    assert max_concurrent(big, 64) == 10  # (64 - 1) // (2 + 4)
+    assert _scheduler(None) is None and isinstance(_scheduler("asha"), ASHAScheduler)
+    with pytest.raises(ValueError, match="scheduler = 'hyperband' is not allowed: None or 'asha'"):
+        raycl.sweep("temperature", "tiny", scheduler="hyperband", storage_path="/nonexistent/never")
+
+
+def test_the_status_line_names_the_running_trials_epochs_and_counts_the_rest():
+    from types import SimpleNamespace
+
+    from raycl.sweeps.runner import _Tables
+
+    runs = plan(GRIDS["temperature"], "tiny", seeds=2)
+    tables = _Tables("/nowhere", runs)
+    trial = lambda key, status: SimpleNamespace(trial_id=f"t-{key}", status=status, config={"run": key})
+    trials = [trial(r.key, status) for r, status in zip(runs, ["TERMINATED"] + ["RUNNING"] * 6
+                                                        + ["PENDING"] * (len(runs) - 7))]
+    tables.finished = 1
+    tables.results = {"t-c000-s1": [{"epoch": 0, "knn_top1": 0.3}, {"epoch": 2, "knn_top1": 0.4123}],
+                      "t-c001-s0": [{"epoch": 1}]}
+    epochs = GRIDS["temperature"].presets.get("tiny", {}).get("train.epochs") or \
+        raycl.config.preset("tiny").train.epochs
+    assert tables.status(trials) == (
+        f"[raycl] 1/12 done, 6 running: c000-s1 epoch 2/{epochs} kNN 0.412, c001-s0 epoch 1/{epochs}, "
+        f"c001-s1 epoch 0/{epochs}, c002-s0 epoch 0/{epochs} and 2 more; 5 waiting")

@@ -20,13 +20,13 @@ from raycl.config.core import Config
 from raycl.config.keys import all_keys, resolve_key
 from raycl.config.presets import PRESETS, from_overrides, preset
 from raycl.config.sections import (AUGMENT_BACKENDS, BACKBONES, COMPUTES, LR_SCALINGS, OPTIMIZERS,
-                                   PRECISIONS, RECIPES, REMOVABLE_OPS, SCHEDULES, SOURCES, TRACKERS,
+                                   PAIR_OPS, PRECISIONS, RECIPES, REMOVABLE_OPS, SCHEDULES, SOURCES, TRACKERS,
                                    TRANSFORM_TASKS, AugmentConfig, DataConfig, EvalConfig, MethodConfig,
                                    ModelConfig, OptimConfig, TrainConfig)
 from raycl.methods import METHODS
 
 __all__ = ["AUGMENT_BACKENDS", "BACKBONES", "COMPUTES", "LR_SCALINGS", "METHODS", "OPTIMIZERS",
-           "PRECISIONS", "PRESETS", "RECIPES", "REMOVABLE_OPS", "SCHEDULES", "SOURCES", "TRACKERS",
+           "PAIR_OPS", "PRECISIONS", "PRESETS", "RECIPES", "REMOVABLE_OPS", "SCHEDULES", "SOURCES", "TRACKERS",
            "TRANSFORM_TASKS", "AugmentConfig", "Config", "ConfigError", "DataConfig", "EvalConfig",
            "MethodConfig", "ModelConfig", "OptimConfig", "TrainConfig", "all_keys", "from_overrides",
            "parse_value", "preset", "resolve_key"]

@@ -25,6 +25,9 @@ COMPUTES = ("actors", "tasks")
 AUGMENT_BACKENDS = ("auto", "fused", "torch")  # raycl.data.augment
 # ops augment.remove can take out of a recipe (BYOL Table 17); "color" is jitter and grayscale
 REMOVABLE_OPS = ("flip", "jitter", "grayscale", "color", "blur", "solarize")  # raycl.data.augment
+# ops a "pair:a,b" recipe composes (SimCLR Fig. 5): the names of raycl.data.augment.OPS
+PAIR_OPS = ("crop", "flip", "color", "grayscale", "blur", "solarize", "cutout", "sobel", "noise", "rotate")
+plugins.RESERVED["op"] = PAIR_OPS
 TRANSFORM_TASKS = ("color", "rotation", "sobel", "noise")  # raycl.protocols
 TRACKERS = ("tensorboard", "mlflow", "wandb")  # raycl.tracking
 PRECISIONS = ("fp32", "bf16")  # raycl.train.accel

@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from raycl.checks import (ConfigError, int_at_least, int_between, number_in, one_of, positive,
+from raycl.checks import (ConfigError, int_at_least, int_between, nearest, number_in, one_of, positive,
                           scale_range)
 from raycl.config.sections import (AUGMENT_BACKENDS, BACKBONES, COMPUTES, LR_SCALINGS, ON_BAD_IMAGE,
-                                   OPTIMIZERS, PRECISIONS, RECIPES, REMOVABLE_OPS, SCHEDULES, SOURCES,
-                                   TRACKERS,                                   TRANSFORM_TASKS)
+                                   OPTIMIZERS, PAIR_OPS, PRECISIONS, RECIPES, REMOVABLE_OPS, SCHEDULES,
+                                   SOURCES, TRACKERS, TRANSFORM_TASKS)
 from raycl import plugins
 from raycl.methods import check_method_name, method_names, method_spec
 
@@ -64,6 +64,9 @@ def _data(cfg: "Config") -> None:
 def _augment(cfg: "Config") -> None:
     a, traits = cfg.augment, method_spec(cfg.method.name).traits
     one_of("augment.recipe", a.recipe, plugins.recipe_names(RECIPES), prefixes=("pair:",))
+    if a.recipe.startswith("pair:"):
+        for op in _pair("augment.recipe", a.recipe):
+            plugins.check_shipped("augment.recipe", op, cfg.plugins, kind="op")
     plugins.check_shipped("augment.recipe", a.recipe, cfg.plugins)
     int_at_least("augment.crop_size", a.crop_size, 8)
     if a.crop_scale is not None:
@@ -89,6 +92,19 @@ def _augment(cfg: "Config") -> None:
     int_at_least("augment.actors", a.actors, 1)
     positive("augment.cpus_per_actor", a.cpus_per_actor)
     int_at_least("augment.batch_size", a.batch_size, 1)
+
+
+def _pair(name: str, recipe: str) -> list[str]:
+    """The two ops ``pair:a,b`` names, each of :data:`PAIR_OPS` or a plugin's (checked here, not
+    first in a Ray Data task)."""
+    ops, allowed = [op.strip() for op in recipe[len("pair:"):].split(",")], plugins.op_names(PAIR_OPS)
+    if len(ops) != 2:
+        raise ConfigError(name, recipe, f"'pair:a,b' with two ops a, b from: {', '.join(allowed)}")
+    for op in ops:
+        if op not in allowed:
+            raise ConfigError(name, recipe, f"'pair:a,b' with a, b from: {', '.join(allowed)}; {op!r} is "
+                              f"not one of them{nearest(op, allowed)}")
+    return ops
 
 
 def _model(cfg: "Config") -> None:

@@ -71,18 +71,25 @@ def run_trial(config: dict, runs: Mapping[str, Mapping[str, Any]], runs_dir: str
 
 class _Tables(tune.Callback):
     """Rewrites trials.parquet and history.parquet as results arrive, and prints one line per
-    finished trial (Tune's own tables go to its log unless verbose)."""
+    finished trial and, at most every :attr:`STATUS_EVERY_S` while trials report epochs, one line
+    of the running trials (Tune's own tables go to its log unless verbose)."""
+
+    STATUS_EVERY_S = 60.0
+    STATUS_TRIALS = 4  # running trials a status line names; the rest are counted
 
     def __init__(self, path: str, runs: Sequence[PlannedRun]):
         self.path, self.runs = path, {r.key: r for r in runs}
         self.results: dict[str, list[dict]] = {}
         self.total, self.finished = sum(r.skip is None for r in runs), 0
+        self.epochs: dict[str, int] = {}  # run key -> its train.epochs, for the status line
+        self.last_status = 0.0
 
     def setup(self, **info):
         """Called as the experiment starts, and again after a restore, which hands back this callback
         as it was pickled when the sweep began: the results so far are read back from the tables
         (Tune passes only new results, so the trials finished before the restore would otherwise
         lose their numbers in the tables written until the sweep ends)."""
+        self.epochs, self.last_status = {}, time.monotonic()
         history, trials = os.path.join(self.path, HISTORY), os.path.join(self.path, TRIALS)
         if os.path.isfile(history):
             for trial_id, rows in pd.read_parquet(history).groupby("trial_id"):
@@ -96,6 +103,26 @@ class _Tables(tune.Callback):
         self.results.setdefault(trial.trial_id, []).append(
             {k: v for k, v in result.items() if k != "config"})
         self._write(trials)
+        if time.monotonic() - self.last_status >= self.STATUS_EVERY_S:
+            print(self.status(trials), flush=True)
+            self.last_status = time.monotonic()
+
+    def status(self, trials) -> str:
+        """``[raycl] 5/24 done, 2 running: c005-s0 epoch 3/8 kNN 0.412, c006-s0 epoch 1/2; 17 waiting``."""
+        running = [t for t in trials if t.status == "RUNNING"]
+        named = []
+        for t in running[:self.STATUS_TRIALS]:
+            key = t.config["run"]
+            if key not in self.epochs:
+                self.epochs[key] = from_overrides(self.runs[key].overrides).train.epochs
+            last = (self.results.get(t.trial_id) or [{}])[-1]
+            knn = last.get("knn_top1")
+            named.append(f"{key} epoch {last.get('epoch', 0)}/{self.epochs[key]}"
+                         + (f" kNN {knn:.3f}" if knn is not None else ""))
+        more = f" and {len(running) - len(named)} more" if len(running) > len(named) else ""
+        waiting = sum(t.status == "PENDING" for t in trials)
+        return (f"[raycl] {self.finished}/{self.total} done, {len(running)} running: "
+                f"{', '.join(named) or '-'}{more}; {waiting} waiting")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._write(trials)
@@ -160,6 +187,7 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
     from raycl.protocols import parse_protocols
 
     grid = get_grid(grid) if isinstance(grid, str) else grid
+    chosen = _scheduler(scheduler)  # a bad name fails before Ray starts
     protocols = [p.name for p in parse_protocols(evaluate)] if evaluate else list(grid.evaluate)
     runs = plan(grid, preset, seeds, overrides, only)
     todo = [r for r in runs if r.skip is None]
@@ -201,7 +229,7 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
             param_space={"run": tune.grid_search([r.key for r in todo])},
             # reuse_actors: the next trial runs in the finished trial's process, whose Python, Ray and
             # torch are already imported (a new one costs seconds of CPU per trial)
-            tune_config=tune.TuneConfig(max_concurrent_trials=limit, scheduler=_scheduler(scheduler),
+            tune_config=tune.TuneConfig(max_concurrent_trials=limit, scheduler=chosen,
                                         metric="knn_top1", mode="max", reuse_actors=True),
             run_config=tune.RunConfig(name=name, storage_path=os.path.dirname(path),
                                       failure_config=tune.FailureConfig(max_failures=0),

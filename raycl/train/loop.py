@@ -66,7 +66,7 @@ def train_loop(loop_config: dict) -> None:
     schedule = Schedule.for_run(cfg, loop_config["num_train"], resumed)
     with warnings.catch_warnings():
         # Ray 2.60 deprecates broadcast_buffers, but its replacement still syncs buffers at init,
-        # and rank-local buffers (SwAV's queue part) must not be synced
+        # and per-worker BN statistics (MoCo's queries) must stay each worker's own
         warnings.filterwarnings("ignore", ".*broadcast_buffers.* is deprecated", FutureWarning)
         model = ray.train.torch.prepare_model(method, parallel_strategy_kwargs={"broadcast_buffers": False})
     model = accel.compiled(model, cfg)

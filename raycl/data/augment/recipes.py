@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from raycl import plugins
-from raycl.config import RECIPES, REMOVABLE_OPS
+from raycl.config import PAIR_OPS, RECIPES, REMOVABLE_OPS
 from raycl.data.augment.ops import (OPS, Blur, Color, Crop, Flip, Grayscale, Solarize, make_op,
                                     unknown_choice_error)
 from raycl.data.augment.views import ViewPipeline
@@ -254,19 +254,21 @@ def _pair_views(recipe: str, size: int, s: float, crop) -> list[ViewPipeline]:
     names = [n.strip() for n in recipe[len(_PAIR_PREFIX) :].split(",")]
     if len(names) != 2:
         raise ValueError(f"recipe {recipe!r}: expected 'pair:a,b' with a, b in: {', '.join(OPS)}")
+    allowed = plugins.op_names(OPS)
     for n in names:
-        if n not in OPS:
-            raise ValueError(f"recipe {recipe!r}: unknown op {n!r}; allowed: {', '.join(OPS)}")
+        if n not in allowed:
+            raise ValueError(f"recipe {recipe!r}: unknown op {n!r}; allowed: {', '.join(allowed)}")
     if names[0] == names[1]:
         names = names[:1]
     base = crop(default_flip=0.0)
-    extra = [make_op(n, size=size, color_strength=s) for n in names]
+    extra = [make_op(n, size=size, color_strength=s) if n in OPS else plugins.OPS[n](size, s) for n in names]
     return [ViewPipeline([base] + extra), ViewPipeline([base])]
 
 
 _BUILDERS = {"simclr": _simclr, "moco_v1": _moco_v1, "moco_v2": _moco_v2, "byol": _byol, "swav": _swav}
 assert set(_BUILDERS) == set(RECIPES) and set(DEFAULT_CROP_SCALES) == {*RECIPES, "pair"}, (
     "the recipe builders and default crop scales must cover raycl.config.RECIPES exactly")
+assert tuple(OPS) == PAIR_OPS, "raycl.config.PAIR_OPS must name the ops of raycl.data.augment.OPS, in order"
 
 
 def _large_views(recipe: str, size: int, s: float, blur: bool | None, crop) -> list[ViewPipeline]:
