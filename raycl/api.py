@@ -14,6 +14,7 @@ import ray.exceptions
 import ray.train
 
 from raycl import results
+from raycl.data import fused
 from raycl.data.decode import BadImageError
 from raycl.config import Config, ConfigError, from_overrides
 from raycl.data.pipeline import has_labels
@@ -88,6 +89,9 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
     check_installed(cfg.train.trackers)
     ensure_ray(cfg, verbose)
     check_cluster(cfg)
+    built = fused.prebuild(cfg.augment.backend)  # before the workers: they load it, not each build it
+    if built:
+        print(f"[raycl] {built}", flush=True)
     error = None
     trackers = Trackers(cfg, run_dir) if cfg.train.trackers else None
     with ProgressPrinter(cfg.train.epochs, trackers) as progress:  # its queue actor ends with the run

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from raycl.checks import ConfigError
 from raycl.data import augment as A
 from raycl.data import fused
 from raycl.data.synthetic import make_images
@@ -152,6 +153,21 @@ def test_build_caches_by_source_and_reports_compiler_errors(tmp_path, monkeypatc
     with pytest.raises(fused.FusedUnavailable, match="failed on bad.c"):
         fused.build(tmp_path)
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".so"] == [first.name]  # no debris
+
+
+@needs_kernel
+def test_a_run_builds_the_kernel_first_and_says_so_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYCL_CACHE_DIR", str(tmp_path))
+    said = fused.prebuild("auto")
+    assert said.startswith("compiled the fused augmentation kernel in ") and str(tmp_path) in said
+    assert fused.prebuild("auto") is None and fused.prebuild("torch") is None  # built: nothing to say
+    monkeypatch.setattr(fused, "_compiler", lambda: None)
+    monkeypatch.setenv("RAYCL_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert fused.prebuild("auto").startswith("augmentation runs on torch ops, not the fused kernel (same "
+                                             "views, slower): no C compiler found")
+    with pytest.raises(ConfigError, match="augment.backend = 'fused' is not allowed: 'auto' or 'torch' on "
+                                          "this machine: no C compiler found"):
+        fused.prebuild("fused")
 
 
 @needs_kernel

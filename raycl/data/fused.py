@@ -11,7 +11,10 @@ always: tests/test_fused.py).
 
 The C file is compiled on first use with the system C compiler (``$CC`` or ``cc``) into
 ``$RAYCL_CACHE_DIR`` (default ``~/.cache/raycl``), keyed by the source, the flags and the CPU,
-and loaded with ctypes.  Without a compiler the pipelines use the torch ops; they say so once
+and loaded with ctypes: ``-march=native`` code belongs to the CPU it was built on, and
+``ray job submit --working-dir`` ships sources, not a built library, so each node builds its own.
+A run's driver builds it before the run (:func:`prebuild`, one console line); a node's workers
+build it at their first batch. Without a compiler the pipelines use the torch ops; they say so once
 in the log.  Measured (bench/data_throughput.py): see the README's Benchmarks.
 """
 
@@ -27,11 +30,13 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
+from raycl.checks import ConfigError
 from raycl.data.augment.crop import resample_taps, size_pair
 from raycl.data.augment.functional import blur_kernel_size
 from raycl.data.augment.ops import Blur, Color, Crop, Flip, Grayscale, Solarize
@@ -81,10 +86,8 @@ def build(directory: Path | None = None) -> Path:
     cc = _compiler()
     if cc is None:
         raise FusedUnavailable("no C compiler found (set $CC, or install gcc or clang)")
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join(FLAGS).encode() + _cpu_key().encode()).hexdigest()[:16]
     directory = directory or cache_dir()
-    target = directory / f"raycl_views_{key}.so"
+    target = _target(directory)
     record = target.with_suffix(".sha256")
     if target.exists() and _trusted(directory, target, record):
         return target
@@ -114,6 +117,35 @@ def build(directory: Path | None = None) -> Path:
     if not _trusted(directory, target, record):
         raise FusedUnavailable(f"{target} changed while it was being built; not loading it")
     return target
+
+
+def _target(directory: Path) -> Path:
+    """Where the library for this source, these flags and this CPU lives in ``directory``."""
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + _cpu_key().encode()).hexdigest()
+    return directory / f"raycl_views_{key[:16]}.so"
+
+
+def prebuild(backend: str = "auto") -> str | None:
+    """Build the kernel in this process unless it is built for this CPU already: the line a run's
+    driver prints about it (built, or why the torch ops will run), or None when there was nothing to
+    do (or ``backend`` is ``"torch"``: ``augment.backend``). This machine's augmentation workers then
+    load it; other nodes build their own at first use. ``"fused"`` without a kernel is a
+    :class:`~raycl.checks.ConfigError` here, before any worker starts."""
+    if backend == "torch":
+        return None
+    directory, start = cache_dir(), time.perf_counter()
+    target = _target(directory)
+    try:
+        was_built = target.exists() and _trusted(directory, target, target.with_suffix(".sha256"))
+        path = build(directory)
+    except FusedUnavailable as exc:
+        if backend == "fused":
+            raise ConfigError("augment.backend", backend, f"'auto' or 'torch' on this machine: {exc}") from None
+        return f"augmentation runs on torch ops, not the fused kernel (same views, slower): {exc}"
+    if was_built:
+        return None
+    return (f"compiled the fused augmentation kernel in {time.perf_counter() - start:.1f} s "
+            f"(once per CPU type): {path}")
 
 
 def _sha256(path: Path) -> str:

@@ -24,6 +24,7 @@ import ray
 from ray import tune
 
 from raycl.config import Config, ConfigError, from_overrides
+from raycl.data import fused
 from raycl.data.pipeline import has_labels
 from raycl.results import check_writable
 from raycl.sweeps.grids import Grid, get_grid
@@ -211,6 +212,9 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
     # a local Ray that raycl starts is sized for as many trials as the machine's cores carry
     ensure_ray(first, verbose, runs=concurrency or max(1, int((os.cpu_count() or 1) // run_cpus(first))))
     check_cluster(first)
+    built = fused.prebuild(first.augment.backend)
+    if built:
+        print(f"[raycl] {built}", flush=True)
     limit = concurrency or max_concurrent(first, ray.cluster_resources().get("CPU", 1))
     write_meta(path, _meta(grid, preset, runs, overrides, only, limit, protocols))
     print(f"[raycl] sweep {grid.name} ({grid.source}) at preset {preset}: {len(todo)} trials "
