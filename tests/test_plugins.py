@@ -100,6 +100,24 @@ def test_what_a_plugin_cannot_do_is_said_in_one_line(tmp_path):
         make_views("odd", size=32)
 
 
+def test_an_installed_package_registers_through_its_entry_point(tmp_path, monkeypatch):
+    """A package that declares group raycl.plugins is imported at the first name looked up, and its
+    names need no plugins= (every process of a run finds the same installed package)."""
+    (tmp_path / "raycl_ext_pkg.py").write_text(
+        "import raycl\nfrom raycl.data.augment import ViewPipeline\n"
+        "@raycl.register_recipe('ext_crops', crop_scale=(0.5, 1.0))\n"
+        "def ext_crops(size, strength, blur, crop):\n    return [ViewPipeline([crop()]), ViewPipeline([crop()])]\n")
+    info = tmp_path / "raycl_ext_pkg-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: raycl-ext-pkg\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[raycl.plugins]\next = raycl_ext_pkg\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(plugins, "_entry_points_loaded", False)  # as in a new process
+    cfg = preset("tiny").override({"augment.recipe": "ext_crops"}).validate()
+    assert cfg.plugins == () and "ext_crops" in plugins.RECIPES
+    assert make_views("ext_crops", size=32)[0].ops[0].scale == (0.5, 1.0)
+
+
 def test_a_sweep_grid_names_the_plugin_method():
     grid = Grid(name="simsiam_tau", source="-", question="-", method="simsiam",
                 cells=lambda p: [Cell({"augment.recipe": r}) for r in ("simclr", "mild", "pair:crop,invert")])
