@@ -79,16 +79,17 @@ def build(grid: str) -> dict | None:
                                 grid_figure, learning_curves)
     from raycl.analysis.report import best_checkpoint
 
-    source = os.path.join(REPO, SWEEPS, f"{grid}-{PRESET}")
-    if not os.path.isdir(source):
+    source, out = os.path.join(REPO, SWEEPS, f"{grid}-{PRESET}"), os.path.join(HERE, grid)
+    if not os.path.isdir(source):  # run in an earlier session (its sweep is not committed): its tables
+        source = out
+    if not os.path.isfile(os.path.join(source, "trials.parquet")):
         return None
     sweep = load_sweep(source)
     if "knn_top1" not in sweep.trials.columns:  # started, no trial finished yet
         return None
-    out = os.path.join(HERE, grid)
     os.makedirs(out, exist_ok=True)
     for name in TABLES:
-        if os.path.isfile(os.path.join(source, name)):
+        if source != out and os.path.isfile(os.path.join(source, name)):
             shutil.copyfile(os.path.join(source, name), os.path.join(out, name))
     trials = sweep.trials
     grid_figure(trials, grid).savefig(os.path.join(out, f"{grid}.png"), dpi=110)
