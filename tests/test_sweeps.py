@@ -103,8 +103,8 @@ def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path, ca
     assert "at step " in diverged["error"] and "(epoch 1)" in diverged["error"]
 
     h = out.history
-    assert sorted(h.groupby("key")["epoch"].apply(list).items()) == [
-        (k, [0, 1]) for k in sorted(ok.index)]  # one row per trial and epoch (0: before training)
+    assert sorted(h.groupby("key")["epoch"].apply(list).items()) == sorted(
+        [(k, [0, 1]) for k in ok.index] + [("c005-s0", [0])])  # per trial and epoch (0: before training)
     assert not h.duplicated(["trial_id", "epoch"]).any()
     last = h[h["epoch"] == 1]
     assert last["knn_top1"].notna().all() and last["linear_val_top1"].notna().all()
