@@ -121,7 +121,7 @@ class _Tables(tune.Callback):
             named.append(f"{key} epoch {last.get('epoch', 0)}/{self.epochs[key]}"
                          + (f" kNN {knn:.3f}" if knn is not None else ""))
         more = f" and {len(running) - len(named)} more" if len(running) > len(named) else ""
-        waiting = sum(t.status == "PENDING" for t in trials)
+        waiting = max(0, self.total - self.finished - len(running))  # Tune creates trials as they fit
         return (f"[raycl] {self.finished}/{self.total} done, {len(running)} running: "
                 f"{', '.join(named) or '-'}{more}; {waiting} waiting")
 
