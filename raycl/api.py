@@ -14,11 +14,10 @@ import ray.exceptions
 import ray.train
 
 from raycl import results
-from raycl.data import fused
 from raycl.data.decode import BadImageError
 from raycl.config import Config, ConfigError, from_overrides
 from raycl.data.pipeline import has_labels
-from raycl.train import STATE_FILE, build_trainer, check_cluster, ensure_ray, with_run_name
+from raycl.train import STATE_FILE, build_trainer, check_cluster, ensure_ray, prepare_kernel, with_run_name
 from raycl.train.best import BEST_DIR
 from raycl.train.init_from import check_init_from
 from raycl.train.model import DivergedError
@@ -89,7 +88,7 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
     check_installed(cfg.train.trackers)
     ensure_ray(cfg, verbose)
     check_cluster(cfg)
-    built = fused.prebuild(cfg.augment.backend)  # before the workers: they load it, not each build it
+    built = prepare_kernel(cfg)
     if built:
         print(f"[raycl] {built}", flush=True)
     error = None

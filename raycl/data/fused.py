@@ -125,12 +125,13 @@ def _target(directory: Path) -> Path:
     return directory / f"raycl_views_{key[:16]}.so"
 
 
-def prebuild(backend: str = "auto") -> str | None:
+def prebuild(backend: str = "auto", only_here: bool = True) -> str | None:
     """Build the kernel in this process unless it is built for this CPU already: the line a run's
-    driver prints about it (built, or why the torch ops will run), or None when there was nothing to
-    do (or ``backend`` is ``"torch"``: ``augment.backend``). This machine's augmentation workers then
-    load it; other nodes build their own at first use. ``"fused"`` without a kernel is a
-    :class:`~raycl.checks.ConfigError` here, before any worker starts."""
+    driver prints about it (built, or why this machine's augmentation runs on torch ops), or None
+    when there was nothing to do (or ``backend`` is ``"torch"``: ``augment.backend``). This machine's
+    augmentation workers then load it; other nodes build their own at first use. ``"fused"`` without
+    a kernel is a :class:`~raycl.checks.ConfigError` here, before any worker starts, when the run
+    augments ``only_here`` (a one-node cluster: this one)."""
     if backend == "torch":
         return None
     directory, start = cache_dir(), time.perf_counter()
@@ -139,9 +140,9 @@ def prebuild(backend: str = "auto") -> str | None:
         was_built = target.exists() and _trusted(directory, target, target.with_suffix(".sha256"))
         path = build(directory)
     except FusedUnavailable as exc:
-        if backend == "fused":
+        if backend == "fused" and only_here:
             raise ConfigError("augment.backend", backend, f"'auto' or 'torch' on this machine: {exc}") from None
-        return f"augmentation runs on torch ops, not the fused kernel (same views, slower): {exc}"
+        return f"augmentation on this machine runs on torch ops, not the fused kernel (same views, slower): {exc}"
     if was_built:
         return None
     return (f"compiled the fused augmentation kernel in {time.perf_counter() - start:.1f} s "

@@ -24,14 +24,13 @@ import ray
 from ray import tune
 
 from raycl.config import Config, ConfigError, from_overrides
-from raycl.data import fused
 from raycl.data.pipeline import has_labels
 from raycl.results import check_writable
 from raycl.sweeps.grids import Grid, get_grid
 from raycl.sweeps.plan import PlannedRun, plan
 from raycl.sweeps.tables import (HISTORY, TRIALS, SweepResult, evaluation_columns, history_rows, load_sweep,
                                 trial_row, write_meta, write_tables)
-from raycl.train import build_trainer, check_cluster, ensure_ray
+from raycl.train import build_trainer, check_cluster, ensure_ray, prepare_kernel
 from raycl.train.init_from import check_init_from
 from raycl.tracking import tune_callbacks
 from raycl.train.trainer import augment_cpus, run_cpus
@@ -212,7 +211,7 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
     # a local Ray that raycl starts is sized for as many trials as the machine's cores carry
     ensure_ray(first, verbose, runs=concurrency or max(1, int((os.cpu_count() or 1) // run_cpus(first))))
     check_cluster(first)
-    built = fused.prebuild(first.augment.backend)
+    built = prepare_kernel(first)
     if built:
         print(f"[raycl] {built}", flush=True)
     limit = concurrency or max_concurrent(first, ray.cluster_resources().get("CPU", 1))

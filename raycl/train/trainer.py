@@ -174,6 +174,14 @@ def _live_ray_start_address() -> str | None:
         return None
 
 
+def prepare_kernel(cfg: Config) -> str | None:
+    """The fused augmentation kernel built here before the workers start (they load it instead of
+    each building it); the line to print about it, if any (:func:`raycl.data.fused.prebuild`)."""
+    from raycl.data import fused
+
+    return fused.prebuild(cfg.augment.backend, only_here=sum(n["Alive"] for n in ray.nodes()) == 1)
+
+
 def check_cluster(cfg: Config) -> None:
     """Fail at once, naming what to change, when the cluster cannot hold the run: GPUs asked for that
     it does not have, or fewer CPUs than the run's workers and augmentation reserve plus one for Ray
