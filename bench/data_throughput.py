@@ -142,15 +142,15 @@ def pil_decode(data: bytes, size: int, resize: bool) -> Image.Image:
     return img
 
 
-class TorchvisionPairs(Dataset):
+class PerImagePairs(Dataset):
     """One image per item: decode (and resize to ``size`` if ``resize``), two views; with
-    ``decoded``, the PIL images decoded before timing."""
+    ``decoded``, the images decoded before timing. Subclasses give the library's decoder and views."""
 
     def __init__(self, images: list[bytes], labels: np.ndarray, size: int, strength: float,
                  blur: bool, resize: bool = True, decoded: bool = False):
         self.labels, self.size, self.resize = labels, size, resize
-        self.images = [pil_decode(b, size, resize) for b in images] if decoded else images
-        self.transform = torchvision_transform(size, strength, blur)
+        self.transform = self.make_transform(size, strength, blur)
+        self.images = [self.decode(b, size, resize) for b in images] if decoded else images
 
     def __len__(self) -> int:
         return len(self.images)
@@ -158,14 +158,24 @@ class TorchvisionPairs(Dataset):
     def __getitem__(self, i: int):
         img = self.images[i]
         if isinstance(img, bytes):
-            img = pil_decode(img, self.size, self.resize)
-        return self.transform(img), self.transform(img), int(self.labels[i])
+            img = self.decode(img, self.size, self.resize)
+        return self.view(img), self.view(img), int(self.labels[i])
+
+
+class TorchvisionPairs(PerImagePairs):
+    decode = staticmethod(pil_decode)
+    make_transform = staticmethod(torchvision_transform)
+
+    def view(self, img):
+        return self.transform(img)
 
 
 # --------------------------------------------------------------------------- albumentations
 def albumentations_transform(size: int, strength: float, blur: bool):
     import albumentations as A
+    import cv2
 
+    cv2.setNumThreads(1)  # one thread per worker process, as torch's (the forked workers inherit it)
     s = strength
     ops = [A.RandomResizedCrop((size, size)), A.HorizontalFlip(),
            A.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=0.8), A.ToGray(p=0.2)]
@@ -183,26 +193,14 @@ def cv2_decode(data: bytes, size: int, resize: bool) -> np.ndarray:
     return img
 
 
-class AlbumentationsPairs(Dataset):
+class AlbumentationsPairs(PerImagePairs):
     """As :class:`TorchvisionPairs`, with OpenCV's decoder and albumentations' transforms."""
 
-    def __init__(self, images: list[bytes], labels: np.ndarray, size: int, strength: float,
-                 blur: bool, resize: bool = True, decoded: bool = False):
-        import cv2
+    decode = staticmethod(cv2_decode)
+    make_transform = staticmethod(albumentations_transform)
 
-        cv2.setNumThreads(1)  # one thread per worker process, as torch's
-        self.labels, self.size, self.resize = labels, size, resize
-        self.images = [cv2_decode(b, size, resize) for b in images] if decoded else images
-        self.transform = albumentations_transform(size, strength, blur)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        img = self.images[i]
-        if isinstance(img, bytes):
-            img = cv2_decode(img, self.size, self.resize)
-        return self.transform(image=img)["image"], self.transform(image=img)["image"], int(self.labels[i])
+    def view(self, img):
+        return self.transform(image=img)["image"]
 
 
 # --------------------------------------------------------------------------- raycl
