@@ -307,4 +307,4 @@ def test_the_status_line_names_the_running_trials_epochs_and_counts_the_rest():
         raycl.config.preset("tiny").train.epochs
     assert tables.status(trials) == (
         f"[raycl] 1/12 done, 6 running: c000-s1 epoch 2/{epochs} kNN 0.412, c001-s0 epoch 1/{epochs}, "
-        f"c001-s1 epoch 0/{epochs}, c002-s0 epoch 0/{epochs} and 2 more; 5 waiting")
+        f"c001-s1 starting, c002-s0 starting and 2 more; 5 waiting")

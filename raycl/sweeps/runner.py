@@ -108,14 +108,17 @@ class _Tables(tune.Callback):
             self.last_status = time.monotonic()
 
     def status(self, trials) -> str:
-        """``[raycl] 5/24 done, 2 running: c005-s0 epoch 3/8 kNN 0.412, c006-s0 epoch 1/2; 17 waiting``."""
+        """``[raycl] 5/24 done, 2 running: c005-s0 epoch 3/8 kNN 0.412, c006-s0 starting; 17 waiting``."""
         running = [t for t in trials if t.status == "RUNNING"]
         named = []
         for t in running[:self.STATUS_TRIALS]:
             key = t.config["run"]
             if key not in self.epochs:
                 self.epochs[key] = from_overrides(self.runs[key].overrides).train.epochs
-            last = (self.results.get(t.trial_id) or [{}])[-1]
+            if not self.results.get(t.trial_id):  # its workers and data are still starting
+                named.append(f"{key} starting")
+                continue
+            last = self.results[t.trial_id][-1]
             knn = last.get("knn_top1")
             named.append(f"{key} epoch {last.get('epoch', 0)}/{self.epochs[key]}"
                          + (f" kNN {knn:.3f}" if knn is not None else ""))
