@@ -88,9 +88,7 @@ def run(method: str = "simclr", workers: int | None = None, preset: str = "tiny"
     check_installed(cfg.train.trackers)
     ensure_ray(cfg, verbose)
     check_cluster(cfg)
-    built = prepare_kernel(cfg)
-    if built:
-        print(f"[raycl] {built}", flush=True)
+    prepare_kernel(cfg)
     error = None
     trackers = Trackers(cfg, run_dir) if cfg.train.trackers else None
     with ProgressPrinter(cfg.train.epochs, trackers) as progress:  # its queue actor ends with the run

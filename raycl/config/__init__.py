@@ -19,6 +19,7 @@ from raycl.checks import ConfigError, parse_value
 from raycl.config.core import Config
 from raycl.config.keys import all_keys, resolve_key
 from raycl.config.presets import PRESETS, from_overrides, preset
+from raycl.config.validate import pair_ops
 from raycl.config.sections import (AUGMENT_BACKENDS, BACKBONES, COMPUTES, LR_SCALINGS, OPTIMIZERS,
                                    PAIR_OPS, PRECISIONS, RECIPES, REMOVABLE_OPS, SCHEDULES, SOURCES, TRACKERS,
                                    TRANSFORM_TASKS, AugmentConfig, DataConfig, EvalConfig, MethodConfig,
@@ -29,4 +30,4 @@ __all__ = ["AUGMENT_BACKENDS", "BACKBONES", "COMPUTES", "LR_SCALINGS", "METHODS"
            "PAIR_OPS", "PRECISIONS", "PRESETS", "RECIPES", "REMOVABLE_OPS", "SCHEDULES", "SOURCES", "TRACKERS",
            "TRANSFORM_TASKS", "AugmentConfig", "Config", "ConfigError", "DataConfig", "EvalConfig",
            "MethodConfig", "ModelConfig", "OptimConfig", "TrainConfig", "all_keys", "from_overrides",
-           "parse_value", "preset", "resolve_key"]
+           "pair_ops", "parse_value", "preset", "resolve_key"]

@@ -65,7 +65,7 @@ def _augment(cfg: "Config") -> None:
     a, traits = cfg.augment, method_spec(cfg.method.name).traits
     one_of("augment.recipe", a.recipe, plugins.recipe_names(RECIPES), prefixes=("pair:",))
     if a.recipe.startswith("pair:"):
-        for op in _pair("augment.recipe", a.recipe):
+        for op in pair_ops(a.recipe):
             plugins.check_shipped("augment.recipe", op, cfg.plugins, kind="op")
     plugins.check_shipped("augment.recipe", a.recipe, cfg.plugins)
     int_at_least("augment.crop_size", a.crop_size, 8)
@@ -94,9 +94,10 @@ def _augment(cfg: "Config") -> None:
     int_at_least("augment.batch_size", a.batch_size, 1)
 
 
-def _pair(name: str, recipe: str) -> list[str]:
-    """The two ops ``pair:a,b`` names, each of :data:`PAIR_OPS` or a plugin's (checked here, not
-    first in a Ray Data task)."""
+def pair_ops(recipe: str, name: str = "augment.recipe") -> list[str]:
+    """The two ops ``pair:a,b`` names, each of :data:`PAIR_OPS` or a plugin's; a
+    :class:`ConfigError` naming ``name`` otherwise (checked on the driver, not first in a Ray Data
+    task)."""
     ops, allowed = [op.strip() for op in recipe[len("pair:"):].split(",")], plugins.op_names(PAIR_OPS)
     if len(ops) != 2:
         raise ConfigError(name, recipe, f"'pair:a,b' with two ops a, b from: {', '.join(allowed)}")

@@ -214,9 +214,7 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
     # a local Ray that raycl starts is sized for as many trials as the machine's cores carry
     ensure_ray(first, verbose, runs=concurrency or max(1, int((os.cpu_count() or 1) // run_cpus(first))))
     check_cluster(first)
-    built = prepare_kernel(first)
-    if built:
-        print(f"[raycl] {built}", flush=True)
+    prepare_kernel(first)
     limit = concurrency or max_concurrent(first, ray.cluster_resources().get("CPU", 1))
     write_meta(path, _meta(grid, preset, runs, overrides, only, limit, protocols))
     print(f"[raycl] sweep {grid.name} ({grid.source}) at preset {preset}: {len(todo)} trials "

@@ -174,12 +174,14 @@ def _live_ray_start_address() -> str | None:
         return None
 
 
-def prepare_kernel(cfg: Config) -> str | None:
-    """The fused augmentation kernel built here before the workers start (they load it instead of
-    each building it); the line to print about it, if any (:func:`raycl.data.fused.prebuild`)."""
+def prepare_kernel(cfg: Config) -> None:
+    """Build the fused augmentation kernel here before the workers start (they load it instead of
+    each building it), printing the line :func:`raycl.data.fused.prebuild` has about it, if any."""
     from raycl.data import fused
 
-    return fused.prebuild(cfg.augment.backend, only_here=sum(n["Alive"] for n in ray.nodes()) == 1)
+    said = fused.prebuild(cfg.augment.backend, only_here=sum(n["Alive"] for n in ray.nodes()) == 1)
+    if said:
+        print(f"[raycl] {said}", flush=True)
 
 
 def check_cluster(cfg: Config) -> None:

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from raycl import plugins
-from raycl.config import PAIR_OPS, RECIPES, REMOVABLE_OPS
+from raycl.config import PAIR_OPS, RECIPES, REMOVABLE_OPS, pair_ops
 from raycl.data.augment.ops import (OPS, Blur, Color, Crop, Flip, Grayscale, Solarize, make_op,
                                     unknown_choice_error)
 from raycl.data.augment.views import ViewPipeline
@@ -251,13 +251,7 @@ def _byol(size: int, s: float, blur: bool | None, crop) -> list[ViewPipeline]:
 
 
 def _pair_views(recipe: str, size: int, s: float, crop) -> list[ViewPipeline]:
-    names = [n.strip() for n in recipe[len(_PAIR_PREFIX) :].split(",")]
-    if len(names) != 2:
-        raise ValueError(f"recipe {recipe!r}: expected 'pair:a,b' with a, b in: {', '.join(OPS)}")
-    allowed = plugins.op_names(OPS)
-    for n in names:
-        if n not in allowed:
-            raise ValueError(f"recipe {recipe!r}: unknown op {n!r}; allowed: {', '.join(allowed)}")
+    names = pair_ops(recipe, "recipe")
     if names[0] == names[1]:
         names = names[:1]
     base = crop(default_flip=0.0)
