@@ -179,7 +179,11 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args, {**from_plugins, **parse_sets(args.sets)})
         overrides = {**from_plugins, **log_overrides(args), **parse_sets(args.sets)}
         if args.command == "config":
+            from raycl.train.plan import plan_lines
+
             cfg = preset(args.preset, args.method).override(overrides).validate()
+            for line in plan_lines(cfg):  # comments: the listing below stays KEY = VALUE lines
+                print(f"# {line}")
             for key, value in cfg.flat().items():
                 print(f"{key} = {value!r}")
             return 0

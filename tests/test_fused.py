@@ -77,6 +77,14 @@ def test_every_fused_op_matches_torch_ops(images32):
 
 
 @needs_kernel
+@pytest.mark.parametrize("sigma", [(0.1, 0.5), (0.5, 2.0), (2.0, 2.0)], ids=["small", "simclr", "widest"])
+def test_wide_blur_kernels_match_torch_ops(images64, sigma):
+    # SimCLR's 224 px kernel (23 taps) at every sigma: the kernel skips the taps that round to nothing
+    ops = [A.Crop(64, scale=(0.5, 1.0)), A.Blur(1.0, sigma=sigma, kernel_size=23)]
+    assert_same_views(*both(ops, images64, seed=3))
+
+
+@needs_kernel
 def test_input_layouts_and_chunks_give_the_same_views(images32):
     ops = A.make_views("simclr", size=32)[0].ops
     hwc = A.ViewPipeline(ops, chunk_size=20, backend="fused")(images32, gen(7))

@@ -117,6 +117,9 @@ def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path, ca
         assert os.path.isdir(os.path.join(tmp_path, "s", "runs", t.loc[key, "trial_id"]))
     with pytest.raises(FileExistsError, match="resume=True"):
         raycl.sweep(grid, "tiny", storage_path=str(tmp_path), name="s")
+    # Tune restores the trials it started: a resume with other seeds would run trials that are not there
+    with pytest.raises(ValueError, match=r"another plan \(seeds, cells differ: it had seeds=\[0\]\)"):
+        raycl.sweep(grid, "tiny", seeds=2, storage_path=str(tmp_path), name="s", resume=True)
 
 
 def _sweep_cli(tmp_path, *extra):

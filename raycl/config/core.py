@@ -8,10 +8,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from raycl import plugins
-from raycl.checks import ConfigError, coerce
+from raycl.checks import ConfigError, coerce, parse_value
 from raycl.config.keys import resolve_key
-from raycl.config.sections import (SECTION_CLASSES, AugmentConfig, DataConfig, EvalConfig, MethodConfig,
-                                   ModelConfig, OptimConfig, TrainConfig)
+from raycl.config.sections import (AUTO_FIELDS, SECTION_CLASSES, AugmentConfig, DataConfig, EvalConfig,
+                                   MethodConfig, ModelConfig, OptimConfig, TrainConfig)
 from raycl.config.validate import validate
 
 
@@ -142,4 +142,11 @@ def _section_from_dict(section: str, cls: type, d: Mapping[str, Any]):
     if unknown:
         raise ConfigError(f"{section}.{unknown[0]}", d[unknown[0]],
                           f"an existing field of {cls.__name__}: " + ", ".join(known))
-    return cls(**{k: coerce(f"{section}.{k}", v, known[k].default) for k, v in d.items()})
+    return cls(**{k: _auto_or(v) if f"{section}.{k}" in AUTO_FIELDS and isinstance(v, str)
+                  else coerce(f"{section}.{k}", v, known[k].default) for k, v in d.items()})
+
+
+def _auto_or(text: str) -> Any:
+    """A string for a field that takes "auto" or a number: "auto", else its parsed value (validation
+    then names what is allowed)."""
+    return text if text == "auto" else parse_value(text)

@@ -50,7 +50,8 @@ def _scale(name: str) -> Config:
     - ``cifar10``: ResNet-18 with the CIFAR stem, SimCLR's CIFAR recipe (appendix B.9: colour strength
       0.5, no blur, LARS, lr 1.0 × B/256, wd 1e-6, 10 warm-up epochs, cosine).
     - ``imagenet``: ResNet-50 at 224 px, SimCLR's ImageNet recipe (colour strength 1, blur, batch 4096,
-      LARS lr 0.3 × B/256, wd 1e-6).
+      LARS lr 0.3 × B/256, wd 1e-6), augmentation actors sized to feed its GPUs (``augment.actors =
+      "auto"``: :mod:`raycl.data.sizing`).
     """
     if name == "tiny":
         return Config(
@@ -78,7 +79,7 @@ def _scale(name: str) -> Config:
     if name == "imagenet":
         return Config(
             data=DataConfig(source="folder", path=None, image_size=256),
-            augment=AugmentConfig(crop_size=224, color_strength=1.0, blur=True, actors=32,
+            augment=AugmentConfig(crop_size=224, color_strength=1.0, blur=True, actors="auto",
                                   cpus_per_actor=1.0, batch_size=128),
             model=ModelConfig(backbone="resnet50", proj_depth=2, proj_hidden_dim=2048, proj_out_dim=128),
             optim=OptimConfig(optimizer="lars", lr=0.3, weight_decay=1e-6, warmup_epochs=10),

@@ -31,6 +31,7 @@ plugins.RESERVED["op"] = PAIR_OPS
 TRANSFORM_TASKS = ("color", "rotation", "sobel", "noise")  # raycl.protocols
 TRACKERS = ("tensorboard", "mlflow", "wandb")  # raycl.tracking
 PRECISIONS = ("fp32", "bf16")  # raycl.train.accel
+AUTO_FIELDS = ("augment.actors",)  # numeric fields that also take "auto"
 
 
 class MethodConfig:
@@ -114,8 +115,12 @@ class AugmentConfig:
     # "auto": the compiled CPU kernel where it applies, else torch ops; "fused": the kernel or an
     # error; "torch": torch ops only. Same views either way.
     backend: str = "auto"
-    actors: int = 1  # augmentation actor pool size (scales apart from training workers)
+    # augmentation actor pool size (scales apart from training workers), or "auto": sized to feed the
+    # training workers (raycl.data.sizing) from the two rates below
+    actors: int | str = 1
     cpus_per_actor: float = 1.0
+    images_per_s_per_worker: float | None = None  # what one training worker takes (None: stated GPU figure)
+    images_per_s_per_core: float | None = None  # what one augmentation CPU gives (None: raycl's measured rate)
     batch_size: int = 256  # images per map_batches call
     node_resource: str | None = None  # custom Ray resource that pins augmentation to CPU-only nodes
 

@@ -89,8 +89,13 @@ def _augment(cfg: "Config") -> None:
         one_of("augment.remove", op, REMOVABLE_OPS)
     one_of("augment.compute", a.compute, COMPUTES)
     one_of("augment.backend", a.backend, AUGMENT_BACKENDS)
-    int_at_least("augment.actors", a.actors, 1)
+    if a.actors != "auto" and (not isinstance(a.actors, int) or isinstance(a.actors, bool) or a.actors < 1):
+        raise ConfigError("augment.actors", a.actors, "an integer >= 1, or 'auto' (sized to feed the "
+                          "training workers: raycl.data.sizing)")
     positive("augment.cpus_per_actor", a.cpus_per_actor)
+    for key in ("images_per_s_per_worker", "images_per_s_per_core"):
+        if getattr(a, key) is not None:
+            positive(f"augment.{key}", getattr(a, key))
     int_at_least("augment.batch_size", a.batch_size, 1)
 
 

@@ -86,7 +86,7 @@ def decode_image(data: bytes | None, size: int) -> np.ndarray:
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as img:
                 img.draft("RGB", (size, size))  # cheap JPEG downscaling; never below size
-                img = ImageOps.exif_transpose(img)
+                ImageOps.exif_transpose(img, in_place=True)  # not a copy of every upright image
                 return np.asarray(_fit(_to_rgb(img), size))
     except _DECODE_ERRORS as error:
         what = str(error) or type(error).__name__

@@ -41,6 +41,7 @@ from raycl.config import Config
 from raycl.data.clock import EpochClock
 from raycl.data.listing import Listing, hashed_split
 from raycl.data.reading import ReadPlan
+from raycl.data.sizing import pool_size
 from raycl.data.sources import list_images
 from raycl.data.workers import AugmentActor, augment_task, decode_listing, decode_windows
 from raycl.seeding import derive_seed, numpy_rng
@@ -147,7 +148,7 @@ def train_dataset(listing: Listing, cfg: Config, clock) -> ray.data.Dataset:
     if a.compute == "tasks":
         return _windows(plan).map_batches(augment_task, fn_kwargs=kwargs, **common)
     return _windows(plan).map_batches(AugmentActor, fn_constructor_kwargs=kwargs,
-                                      compute=ray.data.ActorPoolStrategy(size=a.actors), **common)
+                                      compute=ray.data.ActorPoolStrategy(size=pool_size(cfg)), **common)
 
 
 def eval_dataset(listing: Listing, cfg: Config, clock=None) -> ray.data.Dataset:

@@ -10,6 +10,7 @@ capped instead, from the run's reservations and the cluster's CPUs, leaving Ray 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -28,8 +29,8 @@ from raycl.data.pipeline import has_labels
 from raycl.results import check_writable
 from raycl.sweeps.grids import Grid, get_grid
 from raycl.sweeps.plan import PlannedRun, plan
-from raycl.sweeps.tables import (HISTORY, TRIALS, SweepResult, evaluation_columns, history_rows, load_sweep,
-                                trial_row, write_meta, write_tables)
+from raycl.sweeps.tables import (HISTORY, META, TRIALS, SweepResult, evaluation_columns, history_rows,
+                                load_sweep, trial_row, write_meta, write_tables)
 from raycl.train import build_trainer, check_cluster, ensure_ray, prepare_kernel
 from raycl.train.init_from import check_init_from
 from raycl.tracking import tune_callbacks
@@ -210,6 +211,8 @@ def sweep(grid: str | Grid, preset: str = "tiny", seeds: int | Sequence[int] = 1
     if os.path.isdir(path) and any(os.scandir(path)) and not resume:
         raise FileExistsError(f"sweep {name!r} already exists in {os.path.dirname(path)}: pass "
                               "resume=True (CLI: --resume) to continue it, or choose another name")
+    if resume:  # before Ray starts
+        _check_same_plan(path, name, _meta(grid, preset, runs, overrides, only, 0, protocols))
     check_writable(path)
     # a local Ray that raycl starts is sized for as many trials as the machine's cores carry
     ensure_ray(first, verbose, runs=concurrency or max(1, int((os.cpu_count() or 1) // run_cpus(first))))
@@ -294,6 +297,31 @@ def _final_tables(path: str, runs: list[PlannedRun], results) -> None:
         history += h
     rows += [trial_row(r, None, "SKIPPED", []) for r in runs if r.skip]
     write_tables(path, rows, history)
+
+
+PLAN_KEYS = ("preset", "seeds", "overrides", "only", "cells")  # what a resumed sweep must keep
+
+
+def _check_same_plan(path: str, name: str, meta: Mapping[str, Any]) -> None:
+    """A resumed sweep runs the plan it started with: Tune restores its trials as they were, so other
+    seeds, overrides or cells would be trials it cannot run (ValueError naming what changed)."""
+    try:
+        with open(os.path.join(path, META)) as f:
+            stored = json.load(f)
+    except (OSError, ValueError):
+        return  # nothing started yet
+    def plan_of(m):
+        m = json.loads(json.dumps(m, default=str))
+        m["cells"] = [(c["key"], c["values"], c["skip"]) for c in m.get("cells", [])]
+        return m
+
+    stored, new = plan_of(stored), plan_of(meta)
+    changed = [k for k in PLAN_KEYS if k in stored and stored[k] != new[k]]
+    if changed:
+        was = ", ".join(f"{k}={stored[k]!r}" for k in changed if k != "cells")
+        raise ValueError(f"sweep {name!r} was started with another plan ({', '.join(changed)} differ"
+                         f"{': it had ' + was if was else ''}); resume=True continues the same plan: "
+                         "pass the same seeds, overrides and slice, or choose another name")
 
 
 def _meta(grid: Grid, preset: str, runs: list[PlannedRun], overrides, only, limit: int,

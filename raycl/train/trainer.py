@@ -22,6 +22,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from raycl.checks import ConfigError
 from raycl.config import Config
 from raycl.data.pipeline import Pipelines, build_pipelines, pinned
+from raycl.data.sizing import pool_size
 from raycl.train import accel
 from raycl.train.best import KeepBest
 from raycl.train.loop import train_loop
@@ -105,7 +106,7 @@ def build_trainer(cfg: Config, callbacks: Sequence = (), say=None) -> Trainer:
 def augment_cpus(cfg: Config) -> float:
     """CPUs a run's augmentation reserves: its actor pool, or one task at a time."""
     a = cfg.augment
-    return (a.actors if a.compute == "actors" else 1) * a.cpus_per_actor
+    return (pool_size(cfg) if a.compute == "actors" else 1) * a.cpus_per_actor
 
 
 def run_cpus(cfg: Config) -> float:

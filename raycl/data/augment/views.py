@@ -21,7 +21,9 @@ from raycl.data.augment.ops import unknown_choice_error
 
 Tensor = torch.Tensor
 
-__all__ = ["BACKENDS", "ViewPipeline"]
+__all__ = ["BACKENDS", "MIN_CHUNK", "ViewPipeline"]
+
+MIN_CHUNK = 32  # images per chunk at least, whatever their size
 
 
 def _as_nchw(images) -> Tensor:
@@ -62,9 +64,10 @@ class ViewPipeline:
     the images' device.  Normalisation is left to the trainer.
 
     The batch is processed in chunks of ``chunk_size`` images (default: about
-    ``2**20`` float values per chunk, e.g. 341 images at 32 px, 37 at 96 px):
-    on CPU, tensors that fit in cache and stay below malloc's mmap threshold
-    cost less per element than one huge batch.  Random parameters are drawn
+    ``2**20`` float values per chunk, e.g. 341 images at 32 px, 37 at 96 px, and at
+    least :data:`MIN_CHUNK`): on CPU, tensors that fit in cache and stay below
+    malloc's mmap threshold cost less per element than one huge batch, and a chunk
+    of a few large images would spend more on drawing its parameters than on them.  Random parameters are drawn
     per chunk from the same generator, so the output is a deterministic
     function of (images, generator state, chunk_size), whichever ``backend``
     (see :data:`BACKENDS`) computes it.
@@ -102,7 +105,7 @@ class ViewPipeline:
     def __call__(self, images, generator: torch.Generator | None = None) -> Tensor:
         images = _as_nchw(images)
         B, C, H, W = images.shape
-        chunk = self.chunk_size or max(1, (1 << 20) // (C * H * W))
+        chunk = self.chunk_size or max(MIN_CHUNK, (1 << 20) // (C * H * W))
         if self._use_fused(images):
             return fused.run(self.ops, images, generator, chunk)
         outs = []
