@@ -67,10 +67,10 @@ class ViewPipeline:
     ``2**20`` float values per chunk, e.g. 341 images at 32 px, 37 at 96 px, and at
     least :data:`MIN_CHUNK`): on CPU, tensors that fit in cache and stay below
     malloc's mmap threshold cost less per element than one huge batch, and a chunk
-    of a few large images would spend more on drawing its parameters than on them.  Random parameters are drawn
-    per chunk from the same generator, so the output is a deterministic
-    function of (images, generator state, chunk_size), whichever ``backend``
-    (see :data:`BACKENDS`) computes it.
+    of a few large images would spend more on drawing its parameters than on them.
+    Random parameters are drawn per chunk from the same generator, so the output is
+    a deterministic function of (images, generator state, chunk_size), whichever
+    ``backend`` (see :data:`BACKENDS`) computes it.
     """
 
     def __init__(self, ops: Sequence[Callable[[Tensor, torch.Generator | None], Tensor]],
