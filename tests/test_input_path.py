@@ -95,6 +95,41 @@ def test_damaged_images_are_skipped_or_named():
         decode_batch([files["good.jpg"], files["good.jpg"], files["garbage.jpg"]], 16)
 
 
+def _pillow_decode(data: bytes, size: int) -> np.ndarray:
+    """The reference: Pillow alone (its JPEG draft mode reduces in the DCT domain as OpenCV does),
+    shorter side resized with antialiasing, centre square kept."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.draft("RGB", (size, size))
+        img = img.convert("RGB")
+        side = min(img.size)
+        left, top = (img.width - side) // 2, (img.height - side) // 2
+        return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR,
+                                     box=(left, top, left + side, top + side)))
+
+
+@pytest.mark.parametrize(("shape", "size"), [((375, 500), 256), ((375, 500), 96), ((500, 333), 64),
+                                             ((32, 32), 96), ((40, 60), 40)])
+def test_opencv_decoding_shows_what_pillow_shows(shape, size):
+    """JPEGs and plain PNGs take OpenCV (with DCT-domain reduction where the image is 2x, 4x or 8x
+    the size asked for); the picture is Pillow's up to resampling detail (OpenCV's bilinear resize
+    does not antialias below 1.5x: at this image's sharp edges it differs most)."""
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    side = min(shape) // 6
+    board = (xx // side + yy // side) % 2 * 255  # gradients and sharp edges, as in a photograph
+    smooth = np.stack([xx * 255 // shape[1], yy * 255 // shape[0], board], -1).astype(np.uint8)
+    for data in (_jpeg(smooth), _encode(Image.fromarray(smooth), "PNG")):
+        ours, reference = decode_image(data, size).astype(int), _pillow_decode(data, size).astype(int)
+        assert ours.shape == (size, size, 3)
+        assert np.abs(ours - reference).mean() < 5, np.abs(ours - reference).mean()  # of 255
+
+
+def test_a_jpeg_cut_short_near_its_end_is_refused_not_padded_with_grey():
+    rng = np.random.default_rng(1)
+    data = _jpeg(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    with pytest.raises(BadImageError):
+        decode_image(data[:-200], 32)
+
+
 def test_ambiguous_tensor_layouts_are_refused():
     views = make_views("simclr", size=8)
     with pytest.raises(ValueError, match="ambiguous"):

@@ -181,6 +181,10 @@ def test_the_papers_panel_shares_our_categories():
     labels = [[t.get_text() for t in ax.get_xticklabels()] for ax in (ours, paper)]
     assert labels[0] == labels[1] == ["0", "0.9", "0.99", "0.999", "0.9999"]  # m = 0 has no paper value
     assert "ρ" in ours.get_title() and "MoCo v1" in paper.get_title()
+    assert "95 % interval" in ours.get_title()
+    _, one_seed, _ = fake_trials("moco_momentum", "cifar10", seeds=1)
+    title = grid_figure(pd.DataFrame(one_seed), "moco_momentum").axes[0].get_title()
+    assert "one seed, no interval" in title and "95 %" not in title  # nothing to draw an interval from
 
 
 def test_pca_2d_finds_the_direction_of_largest_variance():
@@ -224,7 +228,8 @@ def test_embedding_map_draws_h_beside_z_coloured_by_class(tmp_path):
 # ------------------------------------------------------------------ a real sweep: report and notebooks
 @pytest.fixture(scope="module")
 def real_sweep(ray_local, tmp_path_factory):
-    """A 2 × 2 slice of the augmentation grid, run by Ray Tune (1 epoch, 600 images, 1 seed)."""
+    """A 2 × 2 slice of the augmentation grid, run by Ray Tune (1 epoch, 600 images, 1 seed, one
+    worker on half a CPU)."""
     root = tmp_path_factory.mktemp("sweeps")
     out = raycl.sweep(
         "augmentation",
@@ -232,7 +237,8 @@ def real_sweep(ray_local, tmp_path_factory):
         1,
         storage_path=str(root),
         name="augmentation",
-        overrides={"data.num_images": 600, "train.epochs": 1},
+        overrides={"data.num_images": 600, "train.epochs": 1, "train.workers": 1,
+                   "train.cpus_per_worker": 0.5, "augment.cpus_per_actor": 0.5},
         only={"first": ["crop", "color"], "second": ["crop", "color"]},
     )
     assert (out.trials["status"] == "TERMINATED").all()

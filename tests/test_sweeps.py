@@ -124,10 +124,10 @@ def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path, ca
 
 def _sweep_cli(tmp_path, *extra):
     return [sys.executable, "-m", "raycl", "sweep", "swav_multicrop", "--storage-path", str(tmp_path),
-            "--name", "killed", "--set", "data.num_images=600", "--set", "train.epochs=2",
+            "--name", "killed", "--set", "data.num_images=600", "--set", "train.epochs=1",
             "--set", "train.workers=1", "--set", "train.cpus_per_worker=0.5",
             "--set", "augment.cpus_per_actor=0.5", "--concurrency", "1",
-            "--only", "method=swav", "--only", "augment.small_crops=0,2,6", *extra]
+            "--only", "method=swav", "--only", "augment.small_crops=0,2", *extra]
 
 
 @pytest.mark.ray
@@ -146,7 +146,7 @@ def test_a_sweep_whose_driver_is_killed_resumes_with_every_trial_once(ray_local,
     driver.wait()
     before = pd.read_parquet(trials).set_index("key")
     first = before[before["status"] == "TERMINATED"]
-    assert len(first) >= 1 and len(first) < 3
+    assert len(first) == 1
 
     start = time.time()
     resumed = subprocess.Popen(_sweep_cli(tmp_path, "--resume"), env=env, stdout=subprocess.DEVNULL,
@@ -163,14 +163,14 @@ def test_a_sweep_whose_driver_is_killed_resumes_with_every_trial_once(ray_local,
     assert interim and all(v.notna().all() for v in interim)
     out = load_sweep(str(tmp_path / "killed"))
     t = out.trials.set_index("key")
-    assert sorted(t.index) == ["c000-s0", "c001-s0", "c002-s0"] and (t["status"] == "TERMINATED").all()
-    assert t["epochs"].eq(2).all()
+    assert sorted(t.index) == ["c000-s0", "c001-s0"] and (t["status"] == "TERMINATED").all()
+    assert t["epochs"].eq(1).all()
     for key in first.index:  # finished trials were not run again
         assert t.loc[key, "trial_id"] == first.loc[key, "trial_id"]
         assert t.loc[key, "checkpoint"] == first.loc[key, "checkpoint"]
     h = out.history
     assert not h.duplicated(["key", "epoch"]).any()
-    assert h.groupby("key")["epoch"].apply(sorted).map(lambda e: e == [0, 1, 2]).all()
+    assert h.groupby("key")["epoch"].apply(sorted).map(lambda e: e == [0, 1]).all()
 
 
 def _free_port() -> int:

@@ -210,8 +210,9 @@ def grid_figure(trials: pd.DataFrame, grid: str, layout: Layout | None = None) -
         row[0].set_ylabel(metric.label)
         paper = metric.paper if metric.paper and metric.paper in cells.columns else None
         rho = rank_agreement(cells["mean"], cells[paper]) if paper else math.nan
+        seeds = int(cells["count"].max()) if "count" in cells.columns and len(cells) else 0
         row[0].set_title(
-            "ours: mean over seeds, 95 % interval"
+            ("ours: mean over seeds, 95 % interval" if seeds > 1 else "ours: one seed, no interval")
             + (f"  (Spearman ρ with the paper {rho:.2f})" if np.isfinite(rho) else ""),
             fontsize=10,
         )

@@ -5,6 +5,7 @@ What every augmentation worker (task or actor, :mod:`raycl.data.workers`) runs.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
@@ -33,6 +34,7 @@ class Augmenter:
                  remove: tuple = (), backend: str = "auto", plugins: tuple = ()):
         load_plugins(plugins)  # a recipe a plugin registers, in this Ray Data worker too
         keep_freed_memory()  # batch-sized temporaries reuse heap blocks instead of fresh mmaps
+        cv2.setNumThreads(1)  # a worker is given one CPU: decoding's resizes must not start a thread pool
         # multi-crop: view0, view1 at crop_size, then view2 .. view{1+small_crops} at small_crop_size
         self.views = make_views(recipe, size=crop_size, color_strength=color_strength, blur=blur,
                                 scale=scale, small_crops=small_crops, small_size=small_crop_size,

@@ -10,7 +10,10 @@ What a folder of real images holds is decoded the way a person looking at it wou
 
 A file that cannot be decoded (truncated, not an image) raises :class:`BadImageError`, naming it when
 its key is known; :func:`decode_batch` can instead skip it and say which rows it skipped.
-Torch-free: Ray Data's workers import this module.
+JPEGs and 8-bit RGB or grey PNGs (what datasets hold) are decoded and resized with OpenCV
+(libjpeg-turbo, with its DCT-domain downscaling when the image is at least twice the size asked
+for), which is several times faster than Pillow's resize; every other file, and any that OpenCV
+refuses, goes through Pillow.  Torch-free: Ray Data's workers import this module.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import io
 import warnings
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -81,6 +85,9 @@ def decode_image(data: bytes | None, size: int) -> np.ndarray:
     """One image's bytes as uint8 ``[size, size, 3]`` (see the module docstring for the rules)."""
     if not data:
         raise BadImageError("the file is empty")
+    fast = _decode_with_opencv(data, size)
+    if fast is not None:
+        return fast
     try:
         with warnings.catch_warnings():  # Pillow warns about odd EXIF or ICC data it then ignores
             warnings.simplefilter("ignore")
@@ -91,6 +98,59 @@ def decode_image(data: bytes | None, size: int) -> np.ndarray:
     except _DECODE_ERRORS as error:
         what = str(error) or type(error).__name__
         raise BadImageError("not an image" if isinstance(error, UnidentifiedImageError) else what) from error
+
+
+# OpenCV reads a JPEG at 1/2, 1/4 or 1/8 of its size in the DCT domain (as Pillow's draft does)
+_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+            (2, cv2.IMREAD_REDUCED_COLOR_2))
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (DHT, JPG, DAC aren't)
+
+
+def _decode_with_opencv(data: bytes, size: int) -> np.ndarray | None:
+    """``data`` decoded and fitted by OpenCV, or None where Pillow must (or should) decode it: a file
+    of another kind, a JPEG without its end marker (truncated: OpenCV 4 pads it with grey where
+    Pillow fails), a PNG that is not 8-bit RGB or grey or carries EXIF or transparency."""
+    shape = _jpeg_shape(data) if data[:3] == b"\xff\xd8\xff" and data[-2:] == b"\xff\xd9" else None
+    if shape is not None:
+        # the largest reduction that keeps the shorter side at least size
+        flag = next((f for k, f in _REDUCED if min(shape) >= k * size), cv2.IMREAD_COLOR)
+    elif _plain_png(data):
+        flag = cv2.IMREAD_COLOR
+    else:
+        return None
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flag)  # applies the EXIF orientation
+    if img is None:
+        return None
+    h, w = img.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = img[top:top + side, left:left + side]
+    if side != size:  # bilinear, or area averaging (no aliasing, 5x slower) when shrinking by 1.5x or more
+        square = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if 2 * side >= 3 * size
+                            else cv2.INTER_LINEAR)
+    return cv2.cvtColor(square, cv2.COLOR_BGR2RGB)
+
+
+def _jpeg_shape(data: bytes) -> tuple[int, int] | None:
+    """``(height, width)`` from a JPEG's start-of-frame header, or None if it has none."""
+    i, n = 2, len(data)
+    while i + 9 < n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_SOF:
+            return int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
+def _plain_png(data: bytes) -> bool:
+    """An 8-bit RGB or grey PNG without transparency or EXIF (IHDR: depth at 24, colour type at 25)."""
+    return (data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 26 and data[24] == 8 and data[25] in (0, 2)
+            and b"tRNS" not in data and b"eXIf" not in data)
 
 
 def encode_png(images: np.ndarray) -> list[bytes]:
