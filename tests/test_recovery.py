@@ -206,9 +206,11 @@ def test_a_lost_controller_ends_the_run_in_one_line_and_it_resumes(ray_local, tm
         "eval.knn_at_init": False,
         "data.num_images": 2000,
     }
+    earlier = set(_pids(b"ray::TrainController"))  # earlier runs' may linger; PIDs wrap, so not max()
     thread = _run_in_thread(out, epochs=3, **settings)
     _wait_for_first_checkpoint(tmp_path / "ctl")
-    os.kill(max(_pids(b"ray::TrainController")), signal.SIGKILL)  # the newest: earlier runs' may linger
+    (controller,) = set(_pids(b"ray::TrainController")) - earlier
+    os.kill(controller, signal.SIGKILL)
     thread.join(timeout=600)
     error = out["error"]
     assert isinstance(error, RunFailedError) and len(str(error).splitlines()) == 1
