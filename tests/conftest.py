@@ -17,3 +17,11 @@ def ray_local():
         ray.init(num_cpus=4, _system_config={"num_workers_soft_limit": IDLE_WORKERS})
     yield ray
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(items):
+    """A test that needs a Ray cluster (the shared one or its own head, directly or through a fixture)
+    is a ``ray`` test whether or not it is marked, so ``-m "not ray"`` never starts Ray."""
+    for item in items:
+        if {"ray_local", "ray_head"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.ray)

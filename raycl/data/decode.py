@@ -94,7 +94,7 @@ def decode_image(data: bytes | None, size: int) -> np.ndarray:
             with Image.open(io.BytesIO(data)) as img:
                 img.draft("RGB", (size, size))  # cheap JPEG downscaling; never below size
                 ImageOps.exif_transpose(img, in_place=True)  # not a copy of every upright image
-                return np.asarray(_fit(_to_rgb(img), size))
+                return _fit(np.asarray(_to_rgb(img)), size)
     except _DECODE_ERRORS as error:
         what = str(error) or type(error).__name__
         raise BadImageError("not an image" if isinstance(error, UnidentifiedImageError) else what) from error
@@ -121,14 +121,7 @@ def _decode_with_opencv(data: bytes, size: int) -> np.ndarray | None:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), flag)  # applies the EXIF orientation
     if img is None:
         return None
-    h, w = img.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = img[top:top + side, left:left + side]
-    if side != size:  # bilinear, or area averaging (no aliasing, 5x slower) when shrinking by 1.5x or more
-        square = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if 2 * side >= 3 * size
-                            else cv2.INTER_LINEAR)
-    return cv2.cvtColor(square, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_fit(img, size), cv2.COLOR_BGR2RGB)
 
 
 def _jpeg_shape(data: bytes) -> tuple[int, int] | None:
@@ -193,14 +186,17 @@ def _to_8bit(values: np.ndarray) -> np.ndarray:
     return (np.clip(values, 0, top) * 255 // top).astype(np.uint8)
 
 
-def _fit(img: Image.Image, size: int) -> Image.Image:
-    """Resize the shorter side of ``img`` to ``size`` and centre-crop it to ``size x size``."""
-    width, height = img.size
-    if width == height == size:
-        return img
-    side = min(width, height)
-    left, top = (width - side) / 2, (height - side) / 2
-    return img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
+def _fit(img: np.ndarray, size: int) -> np.ndarray:
+    """The centre square of an ``[H, W, C]`` uint8 image, resized to ``size x size``: bilinear, or
+    area averaging (no aliasing, 5x slower) when shrinking by 1.5x or more."""
+    h, w = img.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = img[top:top + side, left:left + side]
+    if side == size:
+        return square
+    interpolation = cv2.INTER_AREA if 2 * side >= 3 * size else cv2.INTER_LINEAR
+    return cv2.resize(square, (size, size), interpolation=interpolation)
 
 
 def _resize_array(images: np.ndarray, size: int) -> np.ndarray:
@@ -214,5 +210,5 @@ def _resize_array(images: np.ndarray, size: int) -> np.ndarray:
         return images
     out = np.empty((len(images), size, size, 3), dtype=np.uint8)
     for i, image in enumerate(images):
-        out[i] = np.asarray(_fit(Image.fromarray(image), size))
+        out[i] = _fit(image, size)
     return out
