@@ -13,7 +13,8 @@ its key is known; :func:`decode_batch` can instead skip it and say which rows it
 JPEGs and 8-bit RGB or grey PNGs (what datasets hold) are decoded and resized with OpenCV
 (libjpeg-turbo, with its DCT-domain downscaling when the image is at least twice the size asked
 for), which is several times faster than Pillow's resize; every other file, and any that OpenCV
-refuses, goes through Pillow.  Torch-free: Ray Data's workers import this module.
+refuses, is decoded by Pillow. Every image is then fitted by the same OpenCV resize.  Torch-free: Ray
+Data's workers import this module.
 """
 
 from __future__ import annotations
