@@ -43,7 +43,7 @@ Blur is off on both sides (the listed torchvision recipe has none); ``--blur`` a
 Outputs: raycl uint8 NCHW views; torchvision float32 (``ToTensor``) — each library's normal output.
 
     python bench/data_throughput.py [--images 5000] [--photos 1000] [--cpus 2] [--sizes 32 96 224]
-        [--repeats 3] [--ray] [--no-decode] [--out bench/results/data_throughput.json]
+        [--repeats 3] [--ray] [--no-decode] [--out bench/results/data_throughput[_no_decode].json]
 
 Prints a table (method, size, cpus, images/s, per core, ratio vs torchvision and vs albumentations:
 medians over repeats,
@@ -314,8 +314,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="time the augmentation alone: images decoded by each method before timing")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--ray", action="store_true", help="also time raycl through Ray Data map_batches")
-    p.add_argument("--out", default="bench/results/data_throughput.json")
+    p.add_argument("--out", default=None, help="default: bench/results/data_throughput.json, "
+                   "or data_throughput_no_decode.json with --no-decode")
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = f"bench/results/data_throughput{'_no_decode' if not args.decode else ''}.json"
     if args.cpus < 1:
         p.error("--cpus must be >= 1")
 

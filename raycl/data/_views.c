@@ -60,12 +60,25 @@ static void resample(const uint8_t *src, int64_t sH, int64_t sW, int64_t sC,
             jx[t * ow + j] = (int32_t)(ix[j * Tx + t] - x0);
             tw[t * ow + j] = wx[j * Tx + t];
         }
-    for (int c = 0; c < 3; c++) {
+    if (sW == 3 && sC == 1) {  /* HWC (what decoding gives): one contiguous run a row, deinterleaved after */
+        float *tmp = rows;  /* free until the row pass, and 3 x W long at least */
         for (int y = 0; y < hb; y++) {
-            const uint8_t *s = src + (y0 + y) * sH + x0 * sW + c * sC;
-            float *b = box + ((int64_t)c * hb + y) * wb;
-            for (int x = 0; x < wb; x++) b[x] = (float)s[x * sW] / 255.0f;
+            const uint8_t *s = src + (y0 + y) * sH + x0 * 3;
+            for (int x = 0; x < 3 * wb; x++) tmp[x] = (float)s[x] / 255.0f;
+            float *b0 = box + (int64_t)y * wb, *b1 = b0 + (int64_t)hb * wb, *b2 = b1 + (int64_t)hb * wb;
+            for (int x = 0; x < wb; x++) {
+                b0[x] = tmp[3 * x]; b1[x] = tmp[3 * x + 1]; b2[x] = tmp[3 * x + 2];
+            }
         }
+    } else {
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < hb; y++) {
+                const uint8_t *s = src + (y0 + y) * sH + x0 * sW + c * sC;
+                float *b = box + ((int64_t)c * hb + y) * wb;
+                for (int x = 0; x < wb; x++) b[x] = (float)s[x * sW] / 255.0f;
+            }
+    }
+    for (int c = 0; c < 3; c++) {
         for (int y = 0; y < hb; y++) {  /* along rows: rows[c][y][j] */
             const float *restrict b = box + ((int64_t)c * hb + y) * wb;
             float *restrict r = rows + ((int64_t)c * hb + y) * ow;
@@ -127,6 +140,21 @@ static void to_gray(float *r, float *g, float *b, int64_t n)
     }
 }
 
+/* The sum of the luma of n pixels, in double: 16 running sums, so that it vectorises instead of
+ * waiting on one addition's latency per pixel (a double sum of floats: the order moves it by far
+ * less than one float32 step). */
+static double luma_sum(const float *r, const float *g, const float *b, int64_t n)
+{
+    double acc[16] = {0.0};
+    int64_t p = 0;
+    for (; p + 16 <= n; p += 16)
+        for (int j = 0; j < 16; j++) acc[j] += (double)luma(r[p + j], g[p + j], b[p + j]);
+    double sum = 0.0;
+    for (; p < n; p++) sum += (double)luma(r[p], g[p], b[p]);
+    for (int j = 0; j < 16; j++) sum += acc[j];
+    return sum;
+}
+
 /* augment.functional.color_jitter for one sample: prm = 4 factors (brightness, contrast, saturation, hue),
  * 4 op indices in application order, jitter flag, grayscale flag; enabled: bit k = op k exists. */
 static void color(float *x, int64_t n, const float *prm, int enabled)
@@ -142,9 +170,7 @@ static void color(float *x, int64_t n, const float *prm, int enabled)
                     r[p] = clamp01(r[p] * f); g[p] = clamp01(g[p] * f); b[p] = clamp01(b[p] * f);
                 }
             } else if (op == 1) {
-                double sum = 0.0;
-                for (int64_t p = 0; p < n; p++) sum += luma(r[p], g[p], b[p]);
-                const float m = (float)(sum / (double)n) * keep;
+                const float m = (float)(luma_sum(r, g, b, n) / (double)n) * keep;
                 for (int64_t p = 0; p < n; p++) {
                     r[p] = clamp01(r[p] * f + m); g[p] = clamp01(g[p] * f + m); b[p] = clamp01(b[p] * f + m);
                 }
@@ -165,7 +191,6 @@ static void color(float *x, int64_t n, const float *prm, int enabled)
  * its range (2e-6 for SimCLR's 23 taps at 224 px), far from the 1/510 that decides a uint8 rounding,
  * and at SimCLR's sigma (0.1 to 2) about half of those 23 taps are below it. */
 #define TAP_EPS 1e-7f
-#define BLK 64  /* output pixels accumulated in registers at a time */
 
 /* augment.functional.gaussian_blur for one sample: separable, reflect padding, torchvision's kernel
  * (the taps added in the same order as the torch ops, so the sums round alike). */
@@ -194,17 +219,12 @@ static void blur(float *x, int h, int w, float sigma, int k, float *restrict scr
                 s = s < 0 ? -s : (s >= h ? 2 * h - 2 - s : s);
                 in[t] = img + (int64_t)s * w;
             }
-            float *o = scratch + (int64_t)i * w;
-            for (int j0 = 0; j0 < w; j0 += BLK) {
-                const int n = w - j0 < BLK ? w - j0 : BLK;
-                float acc[BLK];
-                for (int j = 0; j < n; j++) acc[j] = in[lo][j0 + j] * kern[lo];
-                for (int t = lo + 1; t < hi; t++) {
-                    const float *restrict r = in[t] + j0;
-                    const float kt = kern[t];
-                    for (int j = 0; j < n; j++) acc[j] = acc[j] + r[j] * kt;
-                }
-                for (int j = 0; j < n; j++) o[j0 + j] = acc[j];
+            float *restrict o = scratch + (int64_t)i * w;
+            for (int j = 0; j < w; j++) o[j] = in[lo][j] * kern[lo];
+            for (int t = lo + 1; t < hi; t++) {
+                const float *restrict r = in[t];
+                const float kt = kern[t];
+                for (int j = 0; j < w; j++) o[j] = o[j] + r[j] * kt;
             }
         }
         for (int i = 0; i < h; i++) {  /* horizontal: img = blur of scratch along columns */
@@ -212,17 +232,12 @@ static void blur(float *x, int h, int w, float sigma, int k, float *restrict scr
             for (int j = 0; j < pad; j++) line[j] = in[pad - j];
             for (int j = 0; j < w; j++) line[pad + j] = in[j];
             for (int j = 0; j < pad; j++) line[pad + w + j] = in[w - 2 - j];
-            float *o = img + (int64_t)i * w;
-            for (int j0 = 0; j0 < w; j0 += BLK) {
-                const int n = w - j0 < BLK ? w - j0 : BLK;
-                float acc[BLK];
-                for (int j = 0; j < n; j++) acc[j] = line[j0 + j + lo] * kern[lo];
-                for (int t = lo + 1; t < hi; t++) {
-                    const float *restrict r = line + j0 + t;
-                    const float kt = kern[t];
-                    for (int j = 0; j < n; j++) acc[j] = acc[j] + r[j] * kt;
-                }
-                for (int j = 0; j < n; j++) o[j0 + j] = acc[j];
+            float *restrict o = img + (int64_t)i * w;
+            for (int j = 0; j < w; j++) o[j] = line[j + lo] * kern[lo];
+            for (int t = lo + 1; t < hi; t++) {
+                const float *restrict r = line + t;
+                const float kt = kern[t];
+                for (int j = 0; j < w; j++) o[j] = o[j] + r[j] * kt;
             }
         }
     }
@@ -263,7 +278,8 @@ int raycl_views(const uint8_t *src, int64_t sB, int64_t sH, int64_t sW, int64_t 
     const int64_t n = (int64_t)oh * ow;
     float *buf = malloc(sizeof(float) * 3 * n);
     float *box = malloc(sizeof(float) * 3 * (int64_t)H * W);
-    float *rows = malloc(sizeof(float) * 3 * (int64_t)H * ow);
+    const int64_t nrows = (int64_t)H * ow > W ? (int64_t)H * ow : W;  /* also a converted HWC row */
+    float *rows = malloc(sizeof(float) * 3 * nrows);
     int32_t *jx = malloc((sizeof(int32_t) + sizeof(float)) * (int64_t)ow * Tx);  /* + weights */
     float *scratch = malloc(sizeof(float) * n);
     float *line = malloc(sizeof(float) * 3 * (int64_t)ow);  /* a row + reflect padding (< ow each side) */

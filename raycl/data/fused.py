@@ -47,8 +47,10 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("_views.c")
 # -ffp-contract=off: no fused multiply-adds, so the float32 arithmetic is the torch ops' own
 # -fno-math-errno: lets floorf/rintf/fminf compile to single instructions
+# -mprefer-vector-width=512: gcc and clang default to 256-bit vectors even where AVX-512 exists
+# (a no-op on x86 CPUs without it; other architectures do not know the flag)
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=gnu99", "-fPIC",
-         "-shared"]
+         "-shared", *(["-mprefer-vector-width=512"] if platform.machine() in ("x86_64", "AMD64") else [])]
 
 _COLOR, _GRAY, _BLUR, _SOLARIZE, _FLIP = 1, 2, 3, 4, 5
 _SUPPORTED_AFTER_CROP = (Color, Grayscale, Blur, Solarize, Flip)
@@ -243,15 +245,27 @@ def _program(ops, params: list[dict], n: int, oh: int, ow: int):
     return codes, iargs, fargs, arrays
 
 
-class _Job:
-    """One chunk's sampled parameters, ready for one C call."""
+def _cat(samples: list[dict]) -> dict:
+    """The per-chunk parameter dicts of one op as one dict over the whole batch."""
+    return {k: torch.cat([d[k] for d in samples]) for k in samples[0]}
 
-    def __init__(self, images: torch.Tensor, ops, generator):
+
+class _Job:
+    """A batch's sampled parameters, ready for C calls on any slice of its images."""
+
+    def __init__(self, images: torch.Tensor, ops, generator, chunk: int):
         B, _, H, W = images.shape
         crop = ops[0]
         oh, ow = size_pair(crop.size)
-        cp = crop.sample(_shape_only(B, H, W), generator)
-        params = [op.sample(_shape_only(B, oh, ow), generator) for op in ops[1:]]
+        crops, params = [], []
+        for start in range(0, B, chunk):  # drawn chunk by chunk, in the torch path's order
+            n = min(chunk, B - start)
+            crops.append(crop.sample(_shape_only(n, H, W), generator))
+            params.append([op.sample(_shape_only(n, oh, ow), generator) for op in ops[1:]])
+        cp = _cat(crops)
+        params = [_cat([p[k] for p in params]) for k in range(len(ops) - 1)]
+        # taps for the whole batch at once: a chunk's narrower taps are these with zero weights,
+        # which add exactly nothing
         boxes = cp["boxes"].float()
         top, left, height, width = boxes.unbind(-1)
         iy, wy = resample_taps(top, height, oh, crop.antialias)
@@ -264,35 +278,40 @@ class _Job:
         self.program = _program(ops[1:], params, B, oh, ow)
         self.out = torch.empty(B, 3, oh, ow, dtype=torch.uint8)
 
-    def run(self) -> torch.Tensor:
+    def run(self, part: slice) -> None:
+        """Views of images ``part`` into ``self.out[part]``."""
         codes, iargs, fargs, arrays = self.program
         n = len(codes)
-        x = self.images
+        x = self.images[part]
         sB, _, sH, sW = x.stride()
         sC = x.stride(1)
+        iy, wy, ix, wx = self.iy[part], self.wy[part], self.ix[part], self.wx[part]
         rc = library().raycl_views(
             x.data_ptr(), sB, sH, sW, sC, x.shape[0], self.H, self.W,
-            self.iy.data_ptr(), self.wy.data_ptr(), self.iy.shape[-1], self.ix.data_ptr(), self.wx.data_ptr(),
-            self.ix.shape[-1], self.oh, self.ow, n,
+            iy.data_ptr(), wy.data_ptr(), iy.shape[-1], ix.data_ptr(), wx.data_ptr(),
+            ix.shape[-1], self.oh, self.ow, n,
             (ctypes.c_int32 * max(n, 1))(*codes), (ctypes.c_int32 * max(n, 1))(*iargs),
             (ctypes.c_float * max(n, 1))(*fargs),
-            (ctypes.c_void_p * max(n, 1))(*[a.data_ptr() for a in arrays]), self.out.data_ptr())
+            (ctypes.c_void_p * max(n, 1))(*[a[part].data_ptr() for a in arrays]),
+            self.out[part].data_ptr())
         if rc != 0:
             raise MemoryError("raycl_views: out of memory") if rc == -1 else RuntimeError(
                 f"raycl_views failed with code {rc}")
-        return self.out
 
 
 def run(ops, images: torch.Tensor, generator, chunk: int) -> torch.Tensor:
-    """The views of uint8 NCHW CPU ``images`` (any strides) through ``ops``, chunk by chunk.
+    """The views of uint8 NCHW CPU ``images`` (any strides) through ``ops``.
 
-    Parameters are sampled chunk by chunk in order (as the torch path does); the C calls then
-    run on ``torch.get_num_threads()`` threads (ctypes releases the GIL)."""
-    jobs = [_Job(part, ops, generator) for part in images.split(chunk)]
-    threads = min(torch.get_num_threads(), len(jobs))
+    Parameters are sampled chunk by chunk in order (as the torch path does, so both give the same
+    views); the C calls then run on ``torch.get_num_threads()`` threads (ctypes releases the GIL),
+    each on a share of the batch, straight into one output tensor."""
+    job = _Job(images, ops, generator, chunk)
+    B = images.shape[0]
+    threads = min(torch.get_num_threads(), B)
     if threads > 1:
+        step = -(-B // threads)
         with ThreadPoolExecutor(threads) as pool:
-            outs = list(pool.map(_Job.run, jobs))
+            list(pool.map(job.run, [slice(i, i + step) for i in range(0, B, step)]))
     else:
-        outs = [job.run() for job in jobs]
-    return outs[0] if len(outs) == 1 else torch.cat(outs)
+        job.run(slice(0, B))
+    return job.out
