@@ -1,7 +1,8 @@
 """A heterogeneous cluster on one machine (``ray.cluster_utils.Cluster``: a head, a trainer node and a
 CPU-only augmentation node): training workers run only where ``train.node_resource`` is, the data
-work only where ``augment.node_resource`` is, and the run completes. In a subprocess, because it is
-a cluster of its own beside the tests' shared one."""
+work only where ``augment.node_resource`` is, and the run completes; a run whose trainer node is
+removed mid-way resumes on the node that replaces it. In a subprocess, because it is a cluster of
+its own beside the tests' shared one."""
 
 import json
 import os
@@ -14,7 +15,8 @@ import pytest
 pytestmark = pytest.mark.ray
 
 SCRIPT = textwrap.dedent("""
-    import json, socket, sys
+    import json, os, socket, sys, threading, time
+    import pandas as pd
     import ray
     from ray.cluster_utils import Cluster
     from ray.util.state import list_actors, list_tasks
@@ -41,12 +43,43 @@ SCRIPT = textwrap.dedent("""
         "workers": sorted({a.node_id for a in workers}), "data": sorted({t.node_id for t in data}),
         "data_tasks": sorted({t.name for t in data}), "epochs": int(result.metrics["epoch"]),
         "knn": float(result.metrics["knn_top1"])}))
+
+    # the trainer node lost once the first epoch's checkpoint is registered, a replacement joining:
+    # Ray Train restarts the group there from that checkpoint and the run finishes every epoch
+    out = {}
+    def train():
+        try:
+            out["result"] = raycl.run(method="simclr", workers=2, preset="tiny", epochs=3,
+                                      storage_path=sys.argv[1], name="node_lost",
+                                      **{"train.node_resource": "trainer_node",
+                                         "augment.node_resource": "augment_node",
+                                         "data.num_images": 1200, "eval.knn_at_init": False})
+        except BaseException as exc:
+            out["error"] = repr(exc)
+    thread = threading.Thread(target=train)
+    thread.start()
+    snapshot = os.path.join(sys.argv[1], "node_lost", "checkpoint_manager_snapshot.json")
+    deadline = time.monotonic() + 300
+    while not os.path.exists(snapshot) and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.2)
+    cluster.remove_node(trainer)
+    lost_at = time.time()
+    replacement = cluster.add_node(num_cpus=2, resources={"trainer_node": 1000})
+    thread.join(timeout=600)
+    lost = {"error": out.get("error"), "lost_at": lost_at, "replacement": replacement.node_id}
+    if "result" in out:
+        r = out["result"]
+        lost.update(epochs=[int(e) for e in r.history["epoch"]],
+                    restarts=pd.read_parquet(os.path.join(r.path, "restarts.parquet")).to_dict("records"),
+                    workers=sorted({a.node_id for a in list_actors(
+                        filters=[("class_name", "=", "RayTrainWorker")], limit=1000)}))
+    print("LOST " + json.dumps(lost, default=str))
     ray.shutdown()
     cluster.shutdown()
 """)
 
 
-def test_trainers_and_augmentation_stay_on_their_nodes(tmp_path):
+def test_trainers_and_augmentation_stay_on_their_nodes_and_a_lost_trainer_node_is_replaced(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True,
                           timeout=600, env=env)
@@ -57,6 +90,15 @@ def test_trainers_and_augmentation_stay_on_their_nodes(tmp_path):
     assert placed["data"] == [placed["augment"]]  # every augmentation and decode task on the CPU node
     assert any("augment_task" in name for name in placed["data_tasks"])
     assert placed["epochs"] == 1 and 0 < placed["knn"] <= 1
+
+    line = [x for x in done.stdout.splitlines() if x.startswith("LOST ")]
+    assert line, done.stdout[-3000:] + done.stderr[-3000:]
+    lost = json.loads(line[0][len("LOST "):])
+    assert lost["error"] is None, lost["error"]
+    assert lost["epochs"] == [1, 2, 3]  # every epoch once: the one in progress redone
+    (restart,) = lost["restarts"]
+    assert restart["resumed_from_epoch"] >= 1 and restart["failed_at"] >= lost["lost_at"] - 1
+    assert lost["replacement"] in lost["workers"]  # the restarted group ran on the new node
 
 
 def test_cluster_yaml_is_a_valid_launcher_config_with_the_node_types_raycl_pins_to():

@@ -31,7 +31,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow as pa
 import ray
 import ray.util.debug
 import torch
@@ -44,6 +43,7 @@ from raycl.data.reading import ReadPlan
 from raycl.data.sizing import pool_size
 from raycl.data.sources import list_images
 from raycl.data.workers import AugmentActor, augment_task, decode_listing, decode_windows
+from raycl.runtime import on_driver_node
 from raycl.seeding import derive_seed, numpy_rng
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,9 @@ def read_plan(listing: Listing, cfg: Config, shuffle: bool) -> ReadPlan:
 
 
 def _windows(plan: ReadPlan) -> ray.data.Dataset:
-    """The window numbers of ``plan``, one block each (so one task or actor call per window)."""
-    return ray.data.from_arrow([pa.table({"id": [i]}) for i in range(plan.num_windows)])
+    """The window numbers of ``plan``, one block each (so one task or actor call per window); lazy, so
+    the driver waits on no Ray task before the trainer starts."""
+    return ray.data.range(plan.num_windows, override_num_blocks=plan.num_windows)
 
 
 def train_dataset(listing: Listing, cfg: Config, clock) -> ray.data.Dataset:
@@ -259,7 +260,7 @@ def build_pipelines(cfg: Config) -> Pipelines:
         raise ValueError(f"train.batch_size = {cfg.train.batch_size} is larger than the "
                          f"{train.num_rows} training images" + ("" if cfg.eval.data_source or labelled is None
                                                                 else " after the validation split"))
-    clock = EpochClock.remote()
+    clock = EpochClock.options(**on_driver_node()).remote()
     datasets = {"train": train_dataset(train, cfg, clock)}
     knn_sets: dict[str, EvalSet | None] = {}
     if cfg.eval.knn_every and labelled is not None:

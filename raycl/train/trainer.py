@@ -23,6 +23,7 @@ from raycl.checks import ConfigError
 from raycl.config import Config
 from raycl.data.pipeline import Pipelines, build_pipelines, pinned
 from raycl.data.sizing import pool_size
+from raycl.runtime import on_driver_node
 from raycl.train import accel
 from raycl.train.best import KeepBest
 from raycl.train.loop import train_loop
@@ -82,7 +83,7 @@ def build_trainer(cfg: Config, callbacks: Sequence = (), say=None) -> Trainer:
     ``train.num_to_keep`` checkpoints, the best by validation kNN is kept in ``<run>/best``."""
     cfg = with_run_name(cfg.validate())
     pipes = build_pipelines(cfg)
-    failures = Failures.remote()
+    failures = Failures.options(**on_driver_node()).remote()
     run_dir = os.path.join(cfg.storage_path, cfg.name)
     trainer = TorchTrainer(
         train_loop,
