@@ -111,9 +111,10 @@ def test_a_run_the_cluster_cannot_hold_fails_at_once(ray_local, monkeypatch, cap
     assert next(answers, None) is None
 
 
-def test_a_diverging_run_stops_at_the_step_naming_it(ray_local, tmp_path):
+def test_a_diverging_run_stops_at_the_step_naming_it(ray_local, tmp_path, capsys):
     """An absurd learning rate makes the loss non-finite within a few steps: the run stops there with
-    one line naming the method, step and epoch (a retry from a checkpoint would diverge again)."""
+    one line naming the method, step and epoch, on its first attempt (a retry from a checkpoint would
+    diverge again), with train.max_failures = 3 left unused."""
     from raycl.train.model import DivergedError
 
     with pytest.raises(DivergedError) as err:
@@ -123,6 +124,7 @@ def test_a_diverging_run_stops_at_the_step_naming_it(ray_local, tmp_path):
     message = str(err.value)
     assert "simclr diverged: the loss is" in message and "at step " in message and "(epoch 1)" in message
     assert len(message.splitlines()) == 1 and err.value.__cause__ is None
+    assert "restart" not in capsys.readouterr().out  # raycl.train.recovery says each restart
 
 
 def test_the_raylets_worker_pool_notice_stays_off_the_console(capsys):

@@ -14,8 +14,6 @@ from ray.exceptions import ActorDiedError
 from ray.train import ControllerError, WorkerGroupError
 
 import raycl
-from raycl.api import make_config
-from raycl.train import build_trainer
 from raycl.train.best import KeepBest, best_so_far
 from raycl.data.decode import BadImageError
 from raycl.train.model import DivergedError
@@ -80,31 +78,6 @@ def test_recovery_stops_a_retry_of_a_fatal_error_and_records_a_lost_worker(ray_l
         no_retry.before_controller_execute_failure_decision(_Decision("RETRY"))
     no_retry.before_controller_execute_failure_decision(_Decision("RAISE"))  # Ray raises it itself
     assert ray.get(failures.take.remote()) == [] and len(say.lines) == 1
-
-
-@pytest.mark.ray
-def test_a_diverged_run_is_not_retried(ray_local, tmp_path):
-    """A non-finite loss ends the run on its first attempt, with train.max_failures=3 left unused."""
-    cfg = make_config(
-        "simclr",
-        1,
-        "tiny",
-        storage_path=str(tmp_path),
-        name="nan",
-        **{
-            "optim.lr": 1e30,
-            "optim.warmup_epochs": 0,
-            "data.num_images": 600,
-            "eval.knn_at_init": False,
-            "train.epochs": 2,
-        },
-    )
-    assert cfg.train.max_failures == 3
-    built = build_trainer(cfg)
-    with pytest.raises(ray.train.TrainingFailedError) as err:
-        built.trainer.fit()
-    assert isinstance(fatal_cause(err.value), DivergedError)
-    assert ray.get(built.failures.count.remote()) == 1  # the loop started once: no restart
 
 
 class _Checkpoint:  # what Ray Train hands a callback: a persisted folder on a filesystem

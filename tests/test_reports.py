@@ -227,22 +227,10 @@ def test_embedding_map_draws_h_beside_z_coloured_by_class(tmp_path):
 
 # ------------------------------------------------------------------ a real sweep: report and notebooks
 @pytest.fixture(scope="module")
-def real_sweep(ray_local, tmp_path_factory):
-    """A 2 × 2 slice of the augmentation grid, run by Ray Tune (1 epoch, 600 images, 1 seed, one
-    worker on half a CPU)."""
-    root = tmp_path_factory.mktemp("sweeps")
-    out = raycl.sweep(
-        "augmentation",
-        "tiny",
-        1,
-        storage_path=str(root),
-        name="augmentation",
-        overrides={"data.num_images": 600, "train.epochs": 1, "train.workers": 1,
-                   "train.cpus_per_worker": 0.5, "augment.cpus_per_actor": 0.5},
-        only={"first": ["crop", "color"], "second": ["crop", "color"]},
-    )
-    assert (out.trials["status"] == "TERMINATED").all()
-    return str(root)
+def real_sweep(tune_sweep):
+    """The folder holding the tests' one real sweep (``augmentation``: its 2 × 2 crop/colour slice,
+    run by Ray Tune, with a trial that failed and one that diverged; tests/conftest.py)."""
+    return str(tune_sweep[2])
 
 
 def _browser() -> str | None:
@@ -266,6 +254,8 @@ def test_report_renders_in_a_headless_browser_with_the_heat_map(real_sweep, tmp_
         "The paper's findings, here",
         "crop + colour beats every pair without colour",
         "Trials",
+        "Failed trials (2)",  # the missing file and the diverged loss, with their errors
+        "missing.parquet",
     ):
         assert part in page, part
     shot = tmp_path / "shot.png"

@@ -68,34 +68,23 @@ def test_a_cell_a_method_cannot_take_is_skipped_with_the_reason():
     assert "belongs to swav" in run.skip
 
 
-@pytest.mark.ray
-def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path, capsys):
-    fast = {"train.epochs": 1, "data.num_images": 600, "train.workers": 1, "train.cpus_per_worker": 0.5,
-            "augment.cpus_per_actor": 0.5}
-    cells = [Cell({"method.temperature": t, "augment.color_strength": s}) for t in (0.2, 0.5)
-             for s in (0.5, 1.0)]
-    cells.append(Cell({"data.source": "parquet", "data.path": str(tmp_path / "missing.parquet")},
-                      {"broken": True}))  # fails inside its trial, after planning
-    cells.append(Cell({"optim.lr": 1e30, "optim.warmup_epochs": 0}, {"diverges": True}))  # at a step
-    grid = Grid("two_by_two", "test", "q", "simclr", lambda p: cells, presets={"tiny": fast},
-                evaluate=("linear",))
-
-    out = raycl.sweep(grid, "tiny", seeds=1, storage_path=str(tmp_path), name="s")
-    console = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[raycl] ")]
+def test_a_small_grid_runs_through_tune_into_tidy_tables(tune_sweep):
+    out, console, root, grid = tune_sweep
     assert len([line for line in console if "/6 c00" in line]) == 6  # one line per finished trial
     assert any("c004-s0" in line and "FAILED: " in line for line in console)
 
     t = out.trials.set_index("key")
     assert len(t) == 6 and t.index.is_unique
-    assert {"method.temperature", "augment.color_strength", "status", "error", "knn_top1",
+    assert {"augment.recipe", "first", "second", "status", "error", "knn_top1",
             "best_knn_top1", "wall_time_s", "checkpoint", "seed"} <= set(t.columns)
     ok = t[t["status"] == "TERMINATED"]
     assert len(ok) == 4 and ok["epochs"].eq(1).all() and ok["knn_top1"].between(0, 1).all()
     # each trial's linear probe, run after its training, reported with its last epoch
     assert ok["linear_val_top1"].between(0.1, 1).all() and ok["linear_test_top1"].between(0.1, 1).all()
     assert all(os.path.isfile(os.path.join(c, "state.pt")) for c in ok["checkpoint"])  # beside the probe
-    assert sorted(zip(ok["method.temperature"], ok["augment.color_strength"])) == [
-        (0.2, 0.5), (0.2, 1.0), (0.5, 0.5), (0.5, 1.0)]
+    assert sorted(zip(ok["augment.recipe"], ok["first"], ok["second"])) == [
+        ("pair:color,color", "color", "color"), ("pair:color,crop", "color", "crop"),
+        ("pair:crop,color", "crop", "color"), ("pair:crop,crop", "crop", "crop")]
     failed = t.loc["c004-s0"]
     assert failed["status"] == "ERROR" and "missing.parquet" in failed["error"]
     diverged = t.loc["c005-s0"]  # not retried, and the others went on
@@ -109,17 +98,18 @@ def test_a_small_grid_runs_through_tune_into_tidy_tables(ray_local, tmp_path, ca
     last = h[h["epoch"] == 1]
     assert last["knn_top1"].notna().all() and last["linear_val_top1"].notna().all()
 
-    meta = json.loads((tmp_path / "s" / "sweep.json").read_text())
-    assert meta["grid"] == "two_by_two" and len(meta["cells"]) == 6 and meta["versions"]["ray"]
-    again = load_sweep(str(tmp_path / "s"))
+    sweep = root / "augmentation"
+    meta = json.loads((sweep / "sweep.json").read_text())
+    assert meta["grid"] == "augmentation" and len(meta["cells"]) == 6 and meta["versions"]["ray"]
+    again = load_sweep(str(sweep))
     pd.testing.assert_frame_equal(again.trials, out.trials)
     for key in ok.index:  # each trial's run lies under runs/
-        assert os.path.isdir(os.path.join(tmp_path, "s", "runs", t.loc[key, "trial_id"]))
+        assert os.path.isdir(os.path.join(sweep, "runs", t.loc[key, "trial_id"]))
     with pytest.raises(FileExistsError, match="resume=True"):
-        raycl.sweep(grid, "tiny", storage_path=str(tmp_path), name="s")
+        raycl.sweep(grid, "tiny", storage_path=str(root), name="augmentation")
     # Tune restores the trials it started: a resume with other seeds would run trials that are not there
     with pytest.raises(ValueError, match=r"another plan \(seeds, cells differ: it had seeds=\[0\]\)"):
-        raycl.sweep(grid, "tiny", seeds=2, storage_path=str(tmp_path), name="s", resume=True)
+        raycl.sweep(grid, "tiny", seeds=2, storage_path=str(root), name="augmentation", resume=True)
 
 
 def _sweep_cli(tmp_path, *extra):
