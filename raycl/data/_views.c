@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum { OP_COLOR = 1, OP_GRAY = 2, OP_BLUR = 3, OP_SOLARIZE = 4, OP_FLIP = 5 };
 
@@ -31,6 +32,39 @@ static inline float floor_small(float v)  /* floorf for |v| < 2^31 */
     return t > v ? t - 1.0f : t;
 }
 static inline float luma(float r, float g, float b) { return r * LR + g * LG + b * LB; }
+
+/* gcc/clang vector extensions: 8 floats, which the compiler maps onto the target's registers
+ * (one AVX register, half an AVX-512 one, two NEON ones) */
+typedef float vf __attribute__((vector_size(32)));
+#define VL ((int)(sizeof(vf) / sizeof(float)))
+#define NACC 4
+static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+/* o[j] = sum over t < nt of in[t][j] * k[t] for j < w, the taps added in order (as the torch ops
+ * add them): NACC vectors of sums stay in registers across all the taps, so a tap costs one load
+ * per vector, not also a load and a store of the partial sums. */
+static void taps(const float *const *in, const float *k, int nt, float *restrict o, int w)
+{
+    int j = 0;
+    for (; j + NACC * VL <= w; j += NACC * VL) {
+        vf acc[NACC];
+        for (int a = 0; a < NACC; a++) acc[a] = vload(in[0] + j + a * VL) * k[0];
+        for (int t = 1; t < nt; t++)
+            for (int a = 0; a < NACC; a++) acc[a] = acc[a] + vload(in[t] + j + a * VL) * k[t];
+        for (int a = 0; a < NACC; a++) vstore(o + j + a * VL, acc[a]);
+    }
+    for (; j + VL <= w; j += VL) {
+        vf acc = vload(in[0] + j) * k[0];
+        for (int t = 1; t < nt; t++) acc = acc + vload(in[t] + j) * k[t];
+        vstore(o + j, acc);
+    }
+    for (; j < w; j++) {
+        float acc = in[0][j] * k[0];
+        for (int t = 1; t < nt; t++) acc = acc + in[t][j] * k[t];
+        o[j] = acc;
+    }
+}
 
 /* Crop + resize + flip of one image into out[c][i][j] (planar, oh x ow):
  * sum_ty wy[i][ty] * sum_tx wx[j][tx] * src[iy[i][ty]][ix[j][tx]][c] / 255, with the taps of
@@ -53,6 +87,11 @@ static void resample(const uint8_t *src, int64_t sH, int64_t sW, int64_t sC,
         if (iy[k] > y1) y1 = iy[k];
     }
     const int wb = (int)(x1 - x0 + 1), hb = (int)(y1 - y0 + 1);
+    /* the batch's tap count fits its widest crop: drop the taps this one weights zero everywhere
+     * (they would add exact zeros) */
+    int tx = 1;
+    for (int k = 0; k < ow * Tx; k++)
+        if (wx[k] != 0.0f && k % Tx + 1 > tx) tx = k % Tx + 1;
     /* taps as [tx][j] so the row pass below is a vectorised gather over j */
     float *restrict tw = (float *)(jx + (int64_t)ow * Tx);
     for (int j = 0; j < ow; j++)
@@ -83,22 +122,18 @@ static void resample(const uint8_t *src, int64_t sH, int64_t sW, int64_t sC,
             const float *restrict b = box + ((int64_t)c * hb + y) * wb;
             float *restrict r = rows + ((int64_t)c * hb + y) * ow;
             for (int j = 0; j < ow; j++) r[j] = b[jx[j]] * tw[j];
-            for (int t = 1; t < Tx; t++) {
+            for (int t = 1; t < tx; t++) {
                 const int32_t *restrict jt = jx + t * ow;
                 const float *restrict wt = tw + t * ow;
                 for (int j = 0; j < ow; j++) r[j] = r[j] + b[jt[j]] * wt[j];
             }
         }
         for (int i = 0; i < oh; i++) {  /* along columns: out[c][i][j] */
-            float *o = out + ((int64_t)c * oh + i) * ow;
-            for (int t = 0; t < Ty; t++) {
-                const float w = wy[i * Ty + t];
-                const float *r = rows + ((int64_t)c * hb + (iy[i * Ty + t] - y0)) * ow;
-                if (t == 0)
-                    for (int j = 0; j < ow; j++) o[j] = r[j] * w;
-                else
-                    for (int j = 0; j < ow; j++) o[j] = o[j] + r[j] * w;
-            }
+            const float *in[Ty];
+            int ty = Ty;
+            while (ty > 1 && wy[i * Ty + ty - 1] == 0.0f) ty--;
+            for (int t = 0; t < ty; t++) in[t] = rows + ((int64_t)c * hb + (iy[i * Ty + t] - y0)) * ow;
+            taps(in, wy + (int64_t)i * Ty, ty, out + ((int64_t)c * oh + i) * ow, ow);
         }
     }
 }
@@ -219,26 +254,16 @@ static void blur(float *x, int h, int w, float sigma, int k, float *restrict scr
                 s = s < 0 ? -s : (s >= h ? 2 * h - 2 - s : s);
                 in[t] = img + (int64_t)s * w;
             }
-            float *restrict o = scratch + (int64_t)i * w;
-            for (int j = 0; j < w; j++) o[j] = in[lo][j] * kern[lo];
-            for (int t = lo + 1; t < hi; t++) {
-                const float *restrict r = in[t];
-                const float kt = kern[t];
-                for (int j = 0; j < w; j++) o[j] = o[j] + r[j] * kt;
-            }
+            taps(in + lo, kern + lo, hi - lo, scratch + (int64_t)i * w, w);
         }
+        const float *shifted[k];  /* tap t reads the padded row from its t-th element */
+        for (int t = lo; t < hi; t++) shifted[t] = line + t;
         for (int i = 0; i < h; i++) {  /* horizontal: img = blur of scratch along columns */
             const float *in = scratch + (int64_t)i * w;
             for (int j = 0; j < pad; j++) line[j] = in[pad - j];
             for (int j = 0; j < w; j++) line[pad + j] = in[j];
             for (int j = 0; j < pad; j++) line[pad + w + j] = in[w - 2 - j];
-            float *restrict o = img + (int64_t)i * w;
-            for (int j = 0; j < w; j++) o[j] = line[j + lo] * kern[lo];
-            for (int t = lo + 1; t < hi; t++) {
-                const float *restrict r = line + t;
-                const float kt = kern[t];
-                for (int j = 0; j < w; j++) o[j] = o[j] + r[j] * kt;
-            }
+            taps(shifted + lo, kern + lo, hi - lo, img + (int64_t)i * w, w);
         }
     }
 }
