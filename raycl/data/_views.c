@@ -40,6 +40,15 @@ typedef float vf __attribute__((vector_size(32)));
 #define NACC 4
 static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+/* gcc's __builtin_shuffle takes run-time indices (one permute instruction where the target has
+ * one); other compilers gather */
+#if defined(__GNUC__) && !defined(__clang__)
+#define PERMUTE 1
+typedef int32_t vi __attribute__((vector_size(sizeof(vf))));
+static inline vi vloadi(const int32_t *p) { vi v; memcpy(&v, p, sizeof v); return v; }
+#else
+#define PERMUTE 0
+#endif
 
 /* o[j] = sum over t < nt of in[t][j] * k[t] for j < w, the taps added in order (as the torch ops
  * add them): NACC vectors of sums stay in registers across all the taps, so a tap costs one load
@@ -69,8 +78,8 @@ static void taps(const float *const *in, const float *k, int nt, float *restrict
 /* Crop + resize + flip of one image into out[c][i][j] (planar, oh x ow):
  * sum_ty wy[i][ty] * sum_tx wx[j][tx] * src[iy[i][ty]][ix[j][tx]][c] / 255, with the taps of
  * augment.crop.resample_taps (flip folded in).  The box is first converted to planar floats, then
- * resampled along rows (gathers of the few taps per output column) and along columns (contiguous,
- * vectorised).  (The torch path resamples columns first: the sums are the same up to float32
+ * resampled along rows (the few taps per output column permuted out of two vector loads, or
+ * gathered) and along columns (contiguous, vectorised).  (The torch path resamples columns first: the sums are the same up to float32
  * rounding.) */
 static void resample(const uint8_t *src, int64_t sH, int64_t sW, int64_t sC,
                      const int64_t *iy, const float *wy, int Ty, const int64_t *ix, const float *wx,
@@ -92,13 +101,32 @@ static void resample(const uint8_t *src, int64_t sH, int64_t sW, int64_t sC,
     int tx = 1;
     for (int k = 0; k < ow * Tx; k++)
         if (wx[k] != 0.0f && k % Tx + 1 > tx) tx = k % Tx + 1;
-    /* taps as [tx][j] so the row pass below is a vectorised gather over j */
+    /* taps as [t][j] so the row pass below is vectorised over j */
     float *restrict tw = (float *)(jx + (int64_t)ow * Tx);
     for (int j = 0; j < ow; j++)
         for (int t = 0; t < Tx; t++) {
             jx[t * ow + j] = (int32_t)(ix[j * Tx + t] - x0);
             tw[t * ow + j] = wx[j * Tx + t];
         }
+#if PERMUTE
+    /* each group of VL outputs whose taps all lie within 2 VL pixels of the box row takes them from
+     * two vector loads by a permute instead of gathering each (with flip the order runs backwards:
+     * the group's base is its smallest index); base -1: too wide (strong downscaling) */
+    int32_t *restrict rel = (int32_t *)(tw + (int64_t)ow * Tx);
+    int32_t base[ow / VL + 1];
+    for (int g = 0; g < ow / VL; g++) {
+        int32_t lo = INT32_MAX, hi = INT32_MIN;
+        for (int t = 0; t < tx; t++)
+            for (int j = g * VL; j < (g + 1) * VL; j++) {
+                const int32_t v = jx[t * ow + j];
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+            }
+        base[g] = hi - lo < 2 * VL ? lo : -1;
+        for (int t = 0; t < tx; t++)
+            for (int j = g * VL; j < (g + 1) * VL; j++) rel[t * ow + j] = jx[t * ow + j] - lo;
+    }
+#endif
     if (sW == 3 && sC == 1) {  /* HWC (what decoding gives): one contiguous run a row, deinterleaved after */
         float *tmp = rows;  /* free until the row pass, and 3 x W long at least */
         for (int y = 0; y < hb; y++) {
@@ -121,11 +149,23 @@ static void resample(const uint8_t *src, int64_t sH, int64_t sW, int64_t sC,
         for (int y = 0; y < hb; y++) {  /* along rows: rows[c][y][j] */
             const float *restrict b = box + ((int64_t)c * hb + y) * wb;
             float *restrict r = rows + ((int64_t)c * hb + y) * ow;
-            for (int j = 0; j < ow; j++) r[j] = b[jx[j]] * tw[j];
+            int j = 0;
+#if PERMUTE
+            for (; j + VL <= ow; j += VL) {
+                const int g = j / VL;
+                if (base[g] < 0) break;  /* this group's taps spread wider: gathers from here on */
+                const vf lo = vload(b + base[g]), hi = vload(b + base[g] + VL);
+                vf acc = __builtin_shuffle(lo, hi, vloadi(rel + j)) * vload(tw + j);
+                for (int t = 1; t < tx; t++)
+                    acc = acc + __builtin_shuffle(lo, hi, vloadi(rel + t * ow + j)) * vload(tw + t * ow + j);
+                vstore(r + j, acc);
+            }
+#endif
+            for (int jj = j; jj < ow; jj++) r[jj] = b[jx[jj]] * tw[jj];
             for (int t = 1; t < tx; t++) {
                 const int32_t *restrict jt = jx + t * ow;
                 const float *restrict wt = tw + t * ow;
-                for (int j = 0; j < ow; j++) r[j] = r[j] + b[jt[j]] * wt[j];
+                for (int jj = j; jj < ow; jj++) r[jj] = r[jj] + b[jt[jj]] * wt[jj];
             }
         }
         for (int i = 0; i < oh; i++) {  /* along columns: out[c][i][j] */
@@ -201,9 +241,7 @@ static void color(float *x, int64_t n, const float *prm, int enabled)
             if (!(enabled >> op & 1)) continue;
             const float f = prm[op], keep = 1.0f - f;
             if (op == 0) {
-                for (int64_t p = 0; p < n; p++) {
-                    r[p] = clamp01(r[p] * f); g[p] = clamp01(g[p] * f); b[p] = clamp01(b[p] * f);
-                }
+                for (int64_t p = 0; p < 3 * n; p++) x[p] = clamp01(x[p] * f);
             } else if (op == 1) {
                 const float m = (float)(luma_sum(r, g, b, n) / (double)n) * keep;
                 for (int64_t p = 0; p < n; p++) {
@@ -302,10 +340,10 @@ int raycl_views(const uint8_t *src, int64_t sB, int64_t sH, int64_t sW, int64_t 
         if (codes[k] < OP_COLOR || codes[k] > OP_FLIP) return -2;
     const int64_t n = (int64_t)oh * ow;
     float *buf = malloc(sizeof(float) * 3 * n);
-    float *box = malloc(sizeof(float) * 3 * (int64_t)H * W);
+    float *box = malloc(sizeof(float) * (3 * (int64_t)H * W + 2 * VL));  /* + a permute's overread */
     const int64_t nrows = (int64_t)H * ow > W ? (int64_t)H * ow : W;  /* also a converted HWC row */
     float *rows = malloc(sizeof(float) * 3 * nrows);
-    int32_t *jx = malloc((sizeof(int32_t) + sizeof(float)) * (int64_t)ow * Tx);  /* + weights */
+    int32_t *jx = malloc((2 * sizeof(int32_t) + sizeof(float)) * (int64_t)ow * Tx);  /* + weights, rel */
     float *scratch = malloc(sizeof(float) * n);
     float *line = malloc(sizeof(float) * 3 * (int64_t)ow);  /* a row + reflect padding (< ow each side) */
     if (!buf || !box || !rows || !jx || !scratch || !line) {
