@@ -79,8 +79,8 @@ static void taps(const float *const *in, const float *k, int nt, float *restrict
  * sum_ty wy[i][ty] * sum_tx wx[j][tx] * src[iy[i][ty]][ix[j][tx]][c] / 255, with the taps of
  * augment.crop.resample_taps (flip folded in).  The box is first converted to planar floats, then
  * resampled along rows (the few taps per output column permuted out of two vector loads, or
- * gathered) and along columns (contiguous, vectorised).  (The torch path resamples columns first: the sums are the same up to float32
- * rounding.) */
+ * gathered) and along columns (contiguous, vectorised).  (The torch path resamples columns first:
+ * the sums are the same up to float32 rounding.) */
 static void resample(const uint8_t *src, int64_t sH, int64_t sW, int64_t sC,
                      const int64_t *iy, const float *wy, int Ty, const int64_t *ix, const float *wx,
                      int Tx, int oh, int ow, float *restrict box, float *restrict rows,
