@@ -54,8 +54,8 @@ def keep_freed_memory(keep_bytes: int = _KEEP_BYTES) -> bool:
 def on_driver_node() -> dict:
     """Ray actor options that place an actor on this process's node, as Ray Train places its
     controller (a node-id label selector; a soft node affinity is not kept by Ray 2.60's scheduler
-    for 0-CPU actors): the state a run keeps beside its driver (failures, the epoch clock) must not
-    die with a worker node."""
+    for 0-CPU actors): the state a run keeps beside its driver (failures, the epoch clock, the
+    progress queue) must not die with a worker node."""
     import ray
     from ray._raylet import RAY_NODE_ID_KEY  # the default node label Ray Train's controller uses
 

@@ -38,10 +38,12 @@ SCRIPT = textwrap.dedent("""
     workers = list_actors(filters=[("class_name", "=", "RayTrainWorker")], limit=1000)
     data = [t for t in list_tasks(limit=10000, detail=True)
             if "augment_task" in t.name or "decode" in t.name]
+    kept = [a for a in list_actors(limit=1000) if a.class_name in ("Failures", "EpochClock", "_QueueActor")]
     print("PLACED " + json.dumps({
         "trainer": trainer.node_id, "augment": augment.node_id, "head": cluster.head_node.node_id,
         "workers": sorted({a.node_id for a in workers}), "data": sorted({t.node_id for t in data}),
         "data_tasks": sorted({t.name for t in data}), "epochs": int(result.metrics["epoch"]),
+        "kept": sorted({a.node_id for a in kept}), "kept_classes": sorted({a.class_name for a in kept}),
         "knn": float(result.metrics["knn_top1"])}))
 
     # the trainer node lost once the first epoch's checkpoint is registered, a replacement joining:
@@ -90,11 +92,14 @@ def test_trainers_and_augmentation_stay_on_their_nodes_and_a_lost_trainer_node_i
     assert placed["data"] == [placed["augment"]]  # every augmentation and decode task on the CPU node
     assert any("augment_task" in name for name in placed["data_tasks"])
     assert placed["epochs"] == 1 and 0 < placed["knn"] <= 1
+    # the run's own state (restart record, epoch clock, progress queue) beside the driver, on the head
+    assert placed["kept_classes"] == ["EpochClock", "Failures", "_QueueActor"]
+    assert placed["kept"] == [placed["head"]]
 
     line = [x for x in done.stdout.splitlines() if x.startswith("LOST ")]
     assert line, done.stdout[-3000:] + done.stderr[-3000:]
     lost = json.loads(line[0][len("LOST "):])
-    assert lost["error"] is None, lost["error"]
+    assert lost["error"] is None, lost["error"] + done.stdout[-3000:] + done.stderr[-3000:]
     assert lost["epochs"] == [1, 2, 3]  # every epoch once: the one in progress redone
     (restart,) = lost["restarts"]
     assert restart["resumed_from_epoch"] >= 1 and restart["failed_at"] >= lost["lost_at"] - 1

@@ -14,6 +14,8 @@ from typing import Any
 from ray.train import UserCallback
 from ray.util.queue import Empty, Queue
 
+from raycl.runtime import on_driver_node
+
 
 def progress_line(row: dict[str, Any], epochs: int) -> str:
     """``[raycl] epoch 3/4 | loss 3.0920 | ... | kNN top-1 0.505`` for one report of rank 0."""
@@ -50,7 +52,8 @@ class ProgressPrinter:
     ``p.queue`` as it is), and gives each row to ``trackers`` (:class:`raycl.tracking.Trackers`)."""
 
     def __init__(self, epochs: int, trackers=None):
-        self.queue = Queue(actor_options={"num_cpus": 0})
+        # beside the driver: a lost worker node must not take the restart messages with it
+        self.queue = Queue(actor_options={"num_cpus": 0, **on_driver_node()})
         self.callback = ProgressCallback(self.queue)
         self.epochs, self.trackers = epochs, trackers
         self._stop = threading.Event()
