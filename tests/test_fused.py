@@ -60,6 +60,29 @@ def test_recipes_match_torch_ops(images32, recipe, kwargs):
 
 
 @needs_kernel
+def test_the_kernels_crop_taps_are_the_torch_ops_taps():
+    # the kernel computes each sample's taps from its box: the same indices and weights as
+    # resample_taps (flip reverses the outputs), for up- and downscaling, with and without antialias;
+    # a weight is divided by a sum of up to T floats that torch adds in another order: a few ulps
+    from raycl.data.augment.crop import resample_taps
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        out = int(rng.choice([7, 24, 32, 96, 224]))
+        length = float(rng.integers(1, 300))
+        start = float(rng.integers(0, 50))
+        antialias, flip = bool(rng.integers(2)), bool(rng.integers(2))
+        idx, w = fused.crop_taps(start, length, out, antialias, flip)
+        ref_idx, ref_w = (t[0] for t in resample_taps(torch.tensor([start]), torch.tensor([length]), out, antialias))
+        if flip:
+            ref_idx, ref_w = ref_idx.flip(0), ref_w.flip(0)
+        for o in range(out):
+            nz, ref_nz = w[o] != 0, ref_w[o] != 0
+            assert torch.equal(idx[o][nz].long(), ref_idx[o][ref_nz]), (out, length, antialias, o)
+            torch.testing.assert_close(w[o][nz], ref_w[o][ref_nz], rtol=5e-7, atol=0)
+
+
+@needs_kernel
 @pytest.mark.parametrize("size,antialias", [(32, True), (24, True), (24, False), (96, True)],
                          ids=["same-size", "downscale", "downscale-no-antialias", "upscale"])
 def test_crop_resampling_matches_torch_ops(images64, size, antialias):

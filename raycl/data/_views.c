@@ -5,8 +5,9 @@
  * separable resampling, then a short program of per-sample ops -- colour jitter in a per-sample
  * random order + random grayscale (Color), Grayscale, Gaussian blur, solarize, flip -- then the
  * rounding to uint8.  It does exactly what the torch ops of raycl/data/augment/ do, with the
- * parameters they sampled (same expressions, same order of float32 operations, so the results
- * agree to the last bit almost everywhere and within 1/255 always; tests/test_fused.py checks).
+ * parameters they sampled (same expressions, same order of float32 operations but for a few sums:
+ * the blur's, a crop tap's normalisation; so the results agree to the last bit almost everywhere
+ * and within 1/255 always; tests/test_fused.py checks).
  *
  * Why: the torch ops make one pass over a batch-sized float tensor per elementwise step (about
  * 60 for the SimCLR colour distortion); here each image is processed whole while it sits in
@@ -22,22 +23,49 @@ enum { OP_COLOR = 1, OP_GRAY = 2, OP_BLUR = 3, OP_SOLARIZE = 4, OP_FLIP = 5 };
 /* ITU-R 601-2 luma, as torchvision and augment.functional.rgb_to_grayscale */
 static const float LR = 0.2989f, LG = 0.587f, LB = 0.114f;
 
-/* ternaries, not fmaxf/floorf: gcc vectorises these (no NaN can occur here) */
-static inline float clamp01(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
+/* ternaries, not fmaxf/floorf: gcc vectorises these (no NaN can occur here); each of max2 and min2
+ * is one x86 max/min instruction, which a clamp written as nested ternaries did not become */
 static inline float max2(float a, float b) { return a > b ? a : b; }
 static inline float min2(float a, float b) { return a < b ? a : b; }
+static inline float clamp01(float v) { return min2(max2(v, 0.0f), 1.0f); }
 static inline float floor_small(float v)  /* floorf for |v| < 2^31 */
 {
     const float t = (float)(int32_t)v;
     return t > v ? t - 1.0f : t;
 }
 static inline float luma(float r, float g, float b) { return r * LR + g * LG + b * LB; }
+/* v / 255 for a byte v as the division rounds it (what the torch ops compute), without the divide:
+ * the product with the rounded reciprocal, corrected by its remainder (two FMAs) -- equal to the
+ * division for every byte value.  Without FMA instructions fmaf would be a libm call: divide. */
+static inline float unit(uint8_t v)
+{
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+    const float x = (float)v, q = x * (1.0f / 255.0f);
+    return __builtin_fmaf(__builtin_fmaf(-q, 255.0f, x), 1.0f / 255.0f, q);
+#else
+    return (float)v / 255.0f;
+#endif
+}
+
+/* round(v * 255) clamped to 0..255, rounding half to even (torch.round): adding 2^23 rounds v * 255
+ * to an integer (|v * 255| < 2^22), which is then the float's low mantissa bits; clamped as an
+ * integer, which compilers vectorise (a float clamp here became per-lane mask arithmetic). */
+static inline uint8_t to_byte(float v)
+{
+    const float f = v * 255.0f + 0x1.0p23f;
+    int32_t i;
+    memcpy(&i, &f, sizeof i);
+    i -= 0x4B000000;  /* the bits of 2^23: negative values come out negative, whatever their bits */
+    i = i < 0 ? 0 : i;
+    return (uint8_t)(i > 255 ? 255 : i);
+}
 
 /* gcc/clang vector extensions: 8 floats, which the compiler maps onto the target's registers
  * (one AVX register, half an AVX-512 one, two NEON ones) */
 typedef float vf __attribute__((vector_size(32)));
 #define VL ((int)(sizeof(vf) / sizeof(float)))
 #define NACC 4
+#define NSYM 8
 static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 /* gcc's __builtin_shuffle takes run-time indices (one permute instruction where the target has
@@ -75,6 +103,72 @@ static void taps(const float *const *in, const float *k, int nt, float *restrict
     }
 }
 
+/* na vectors (a constant once inlined) of sym_taps from o + j */
+static inline __attribute__((always_inline)) void sym_block(const float *const *in, const float *k,
+                                                            int nt, float *restrict o, int j, const int na)
+{
+    const int c = nt / 2;
+    vf acc[NSYM];
+    for (int a = 0; a < na; a++) acc[a] = vload(in[c] + j + a * VL) * k[c];
+    for (int t = 0; t < c; t++)
+        for (int a = 0; a < na; a++)
+            acc[a] = acc[a] + (vload(in[t] + j + a * VL) + vload(in[nt - 1 - t] + j + a * VL)) * k[t];
+    for (int a = 0; a < na; a++) vstore(o + j + a * VL, acc[a]);
+}
+
+/* taps() for an odd, symmetric kernel (k[t] == k[nt - 1 - t]): the centre tap, then each pair of
+ * taps at the same distance added before its one multiply -- half the multiplies, and NSYM
+ * independent sums so that the additions do not wait on each other.  The sums round differently
+ * from the torch ops' (tap by tap); a uint8 view differs by one level at a handful of pixels. */
+static void sym_taps(const float *const *in, const float *k, int nt, float *restrict o, int w)
+{
+    const int c = nt / 2;
+    int j = 0;
+    for (; j + NSYM * VL <= w; j += NSYM * VL) sym_block(in, k, nt, o, j, NSYM);
+    for (; j + NSYM / 2 * VL <= w; j += NSYM / 2 * VL) sym_block(in, k, nt, o, j, NSYM / 2);
+    for (; j + VL <= w; j += VL) sym_block(in, k, nt, o, j, 1);
+    for (; j < w; j++) {
+        float acc = in[c][j] * k[c];
+        for (int t = 0; t < c; t++) acc = acc + (in[t][j] + in[nt - 1 - t][j]) * k[t];
+        o[j] = acc;
+    }
+}
+
+/* augment.crop.resample_taps for one sample and axis: the span start .. start+length-1 resized to
+ * out pixels by the triangle filter (widened to the downscale factor with antialias), as source
+ * indices idx[o][t] and weights w[o][t]; flip mirrors the outputs.  The same float32 expressions in
+ * the same order as the torch function, except the sum of an output's weights, which torch adds in
+ * another order (a weight may differ by one ulp).  Returns T, the taps per output. */
+static int crop_taps(float start, float length, int out, int antialias, int flip, int32_t *restrict idx,
+                     float *restrict w)
+{
+    const float scale = length / (float)out;
+    const float support = antialias && scale > 1.0f ? scale : 1.0f;
+    const int T = (int)ceilf(2.0f * support) + 1;
+    for (int i = 0; i < out; i++) {
+        const float centre = ((float)i + 0.5f) * scale;
+        const float first = max2(floor_small(centre - support + 0.5f), 0.0f);
+        const int64_t o = (int64_t)(flip ? out - 1 - i : i) * T;
+        float sum = 0.0f;
+        for (int t = 0; t < T; t++) {
+            const float j = first + (float)t;
+            const float v = max2(1.0f - fabsf(j + 0.5f - centre) / support, 0.0f) * (j < length ? 1.0f : 0.0f);
+            w[o + t] = v;
+            sum = sum + v;
+            idx[o + t] = (int32_t)(min2(j, length - 1.0f) + start);
+        }
+        for (int t = 0; t < T; t++) w[o + t] = w[o + t] / sum;
+    }
+    return T;
+}
+
+/* The most taps crop_taps gives for a span of at most length pixels resized to out. */
+static int max_taps(int length, int out)
+{
+    const float scale = (float)length / (float)out;
+    return (int)ceilf(2.0f * (scale > 1.0f ? scale : 1.0f)) + 1;
+}
+
 /* Crop + resize + flip of one image into out[c][i][j] (planar, oh x ow):
  * sum_ty wy[i][ty] * sum_tx wx[j][tx] * src[iy[i][ty]][ix[j][tx]][c] / 255, with the taps of
  * augment.crop.resample_taps (flip folded in).  The box is first converted to planar floats, then
@@ -82,7 +176,7 @@ static void taps(const float *const *in, const float *k, int nt, float *restrict
  * gathered) and along columns (contiguous, vectorised).  (The torch path resamples columns first:
  * the sums are the same up to float32 rounding.) */
 static void resample(const uint8_t *src, int64_t sH, int64_t sW, int64_t sC,
-                     const int64_t *iy, const float *wy, int Ty, const int64_t *ix, const float *wx,
+                     const int32_t *iy, const float *wy, int Ty, const int32_t *ix, const float *wx,
                      int Tx, int oh, int ow, float *restrict box, float *restrict rows,
                      int32_t *restrict jx, float *restrict out)
 {
@@ -131,7 +225,7 @@ static void resample(const uint8_t *src, int64_t sH, int64_t sW, int64_t sC,
         float *tmp = rows;  /* free until the row pass, and 3 x W long at least */
         for (int y = 0; y < hb; y++) {
             const uint8_t *s = src + (y0 + y) * sH + x0 * 3;
-            for (int x = 0; x < 3 * wb; x++) tmp[x] = (float)s[x] / 255.0f;
+            for (int x = 0; x < 3 * wb; x++) tmp[x] = unit(s[x]);
             float *b0 = box + (int64_t)y * wb, *b1 = b0 + (int64_t)hb * wb, *b2 = b1 + (int64_t)hb * wb;
             for (int x = 0; x < wb; x++) {
                 b0[x] = tmp[3 * x]; b1[x] = tmp[3 * x + 1]; b2[x] = tmp[3 * x + 2];
@@ -142,7 +236,7 @@ static void resample(const uint8_t *src, int64_t sH, int64_t sW, int64_t sC,
             for (int y = 0; y < hb; y++) {
                 const uint8_t *s = src + (y0 + y) * sH + x0 * sW + c * sC;
                 float *b = box + ((int64_t)c * hb + y) * wb;
-                for (int x = 0; x < wb; x++) b[x] = (float)s[x * sW] / 255.0f;
+                for (int x = 0; x < wb; x++) b[x] = unit(s[x * sW]);
             }
     }
     for (int c = 0; c < 3; c++) {
@@ -182,8 +276,9 @@ static inline float hue_channel(float h6, float n, float maxc, float cr)
 {
     float k = h6 + n;
     k = k >= 6.0f ? k - 6.0f : k;
-    const float a = clamp01(min2(k, 4.0f - k));
-    return maxc - a * cr;
+    const float a = min2(k, 4.0f - k);
+    /* nested ternaries here, not clamp01: gcc turns them into masked multiplies, fewer instructions */
+    return maxc - (a < 0.0f ? 0.0f : (a > 1.0f ? 1.0f : a)) * cr;
 }
 
 /* Hue rotation by f (fraction of a turn): augment.functional.adjust_hue, pixel by pixel (branch-free, so
@@ -292,7 +387,7 @@ static void blur(float *x, int h, int w, float sigma, int k, float *restrict scr
                 s = s < 0 ? -s : (s >= h ? 2 * h - 2 - s : s);
                 in[t] = img + (int64_t)s * w;
             }
-            taps(in + lo, kern + lo, hi - lo, scratch + (int64_t)i * w, w);
+            sym_taps(in + lo, kern + lo, hi - lo, scratch + (int64_t)i * w, w);
         }
         const float *shifted[k];  /* tap t reads the padded row from its t-th element */
         for (int t = lo; t < hi; t++) shifted[t] = line + t;
@@ -301,7 +396,7 @@ static void blur(float *x, int h, int w, float sigma, int k, float *restrict scr
             for (int j = 0; j < pad; j++) line[j] = in[pad - j];
             for (int j = 0; j < w; j++) line[pad + j] = in[j];
             for (int j = 0; j < pad; j++) line[pad + w + j] = in[w - 2 - j];
-            taps(shifted + lo, kern + lo, hi - lo, img + (int64_t)i * w, w);
+            sym_taps(shifted + lo, kern + lo, hi - lo, img + (int64_t)i * w, w);
         }
     }
 }
@@ -321,17 +416,24 @@ static void flip(float *x, int h, int w)
     }
 }
 
+/* crop_taps for callers outside this file (tests compare it with augment.crop.resample_taps):
+ * idx and w hold out x max_taps(ceil(length), out) values. */
+int raycl_crop_taps(float start, float length, int out, int antialias, int flip, int32_t *idx, float *w)
+{
+    return crop_taps(start, length, out, antialias, flip, idx, w);
+}
+
 /*
  * src: uint8 images with strides (in bytes) sB, sH, sW, sC (HWC or CHW, any layout);
- * iy/wy [B, oh, Ty], ix/wx [B, ow, Tx]: resampling taps per sample (absolute source indices);
+ * boxes [B, 4]: each sample's crop (top, left, height, width), flips [B]: mirrored if non-zero,
+ * antialias: widen the resampling filter when downscaling (augment.crop.resample_taps);
  * ops: nops codes with one int and one float argument each (Color: enabled mask; Blur: kernel
  * size; Solarize: threshold) and params[k], a float32 [B, P_k] array of per-sample parameters
  * (Color: 10 as in color(); Gray, Solarize, Flip: mask; Blur: mask, sigma).
  * out: uint8 [B, 3, oh, ow].  Returns 0, or -1 (out of memory), -2 (unknown op code).
  */
 int raycl_views(const uint8_t *src, int64_t sB, int64_t sH, int64_t sW, int64_t sC, int B, int H,
-                int W,
-                const int64_t *iy, const float *wy, int Ty, const int64_t *ix, const float *wx, int Tx,
+                int W, const float *boxes, const float *flips, int antialias,
                 int oh, int ow, int nops, const int32_t *codes, const int32_t *iargs,
                 const float *fargs, const float *const *params, uint8_t *out)
 {
@@ -343,16 +445,22 @@ int raycl_views(const uint8_t *src, int64_t sB, int64_t sH, int64_t sW, int64_t 
     float *box = malloc(sizeof(float) * (3 * (int64_t)H * W + 2 * VL));  /* + a permute's overread */
     const int64_t nrows = (int64_t)H * ow > W ? (int64_t)H * ow : W;  /* also a converted HWC row */
     float *rows = malloc(sizeof(float) * 3 * nrows);
-    int32_t *jx = malloc((2 * sizeof(int32_t) + sizeof(float)) * (int64_t)ow * Tx);  /* + weights, rel */
+    const int Ty_max = max_taps(H, oh), Tx_max = max_taps(W, ow);
+    int32_t *iy = malloc((sizeof(int32_t) + sizeof(float)) * (int64_t)oh * Ty_max);  /* + weights */
+    int32_t *ix = malloc((sizeof(int32_t) + sizeof(float)) * (int64_t)ow * Tx_max);
+    float *wy = (float *)(iy + (int64_t)oh * Ty_max), *wx = (float *)(ix + (int64_t)ow * Tx_max);
+    int32_t *jx = malloc((2 * sizeof(int32_t) + sizeof(float)) * (int64_t)ow * Tx_max);  /* + weights, rel */
     float *scratch = malloc(sizeof(float) * n);
     float *line = malloc(sizeof(float) * 3 * (int64_t)ow);  /* a row + reflect padding (< ow each side) */
-    if (!buf || !box || !rows || !jx || !scratch || !line) {
-        free(buf); free(box); free(rows); free(jx); free(scratch); free(line);
+    if (!buf || !box || !rows || !iy || !ix || !jx || !scratch || !line) {
+        free(buf); free(box); free(rows); free(iy); free(ix); free(jx); free(scratch); free(line);
         return -1;
     }
     for (int s = 0; s < B; s++) {
-        resample(src + s * sB, sH, sW, sC, iy + (int64_t)s * oh * Ty, wy + (int64_t)s * oh * Ty, Ty,
-                 ix + (int64_t)s * ow * Tx, wx + (int64_t)s * ow * Tx, Tx, oh, ow, box, rows, jx, buf);
+        const float *bx = boxes + 4 * (int64_t)s;
+        const int Ty = crop_taps(bx[0], bx[2], oh, antialias, 0, iy, wy);
+        const int Tx = crop_taps(bx[1], bx[3], ow, antialias, flips[s] != 0.0f, ix, wx);
+        resample(src + s * sB, sH, sW, sC, iy, wy, Ty, ix, wx, Tx, oh, ow, box, rows, jx, buf);
         for (int k = 0; k < nops; k++) {
             const float *prm = params[k] + (int64_t)s * width[codes[k]];
             switch (codes[k]) {
@@ -364,12 +472,8 @@ int raycl_views(const uint8_t *src, int64_t sB, int64_t sH, int64_t sW, int64_t 
             }
         }
         uint8_t *o = out + (int64_t)s * 3 * n;
-        for (int64_t p = 0; p < 3 * n; p++) {
-            /* round half to even (torch.round), as rintf but vectorisable: |v| < 2^22 */
-            const float v = (buf[p] * 255.0f + 0x1.0p23f) - 0x1.0p23f;
-            o[p] = (uint8_t)(int32_t)(v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v));
-        }
+        for (int64_t p = 0; p < 3 * n; p++) o[p] = to_byte(buf[p]);
     }
-    free(buf); free(box); free(rows); free(jx); free(scratch); free(line);
+    free(buf); free(box); free(rows); free(iy); free(ix); free(jx); free(scratch); free(line);
     return 0;
 }

@@ -6,8 +6,9 @@ A :class:`~raycl.data.augment.views.ViewPipeline` whose ops are a
 crops) can run on uint8 CPU images through one C function that processes each image whole, in
 cache, instead of one batch-wide torch pass per elementwise step.  The random parameters are still
 drawn by the ops' own ``sample`` methods, in the same order and from the same generator as the
-torch path, so both paths give the same views (to the last bit almost everywhere, within 1/255
-always: tests/test_fused.py).
+torch path (the kernel derives the crop's resampling taps from the sampled boxes itself, as
+:func:`~raycl.data.augment.crop.resample_taps` does), so both paths give the same views (to the
+last bit almost everywhere, within 1/255 always: tests/test_fused.py).
 
 The C file is compiled on first use with the system C compiler (``$CC`` or ``cc``) into
 ``$RAYCL_CACHE_DIR`` (default ``~/.cache/raycl``), keyed by the source, the flags and the CPU,
@@ -24,6 +25,7 @@ import ctypes
 import functools
 import hashlib
 import logging
+import math
 import os
 import platform
 import shutil
@@ -37,7 +39,7 @@ from pathlib import Path
 import torch
 
 from raycl.checks import ConfigError
-from raycl.data.augment.crop import resample_taps, size_pair
+from raycl.data.augment.crop import size_pair
 from raycl.data.augment.functional import blur_kernel_size
 from raycl.data.augment.ops import Blur, Color, Crop, Flip, Grayscale, Solarize
 from raycl.runtime import cache_dir
@@ -186,10 +188,24 @@ def library() -> ctypes.CDLL:
     except OSError as exc:
         raise FusedUnavailable(f"cannot load {path}: {exc}") from exc
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    lib.raycl_views.argtypes = [p, i64, i64, i64, i64, i32, i32, i32, p, p, i32, p, p, i32, i32,
-                                i32, i32, p, p, p, p, p]
+    lib.raycl_views.argtypes = [p, i64, i64, i64, i64, i32, i32, i32, p, p, i32, i32, i32, i32,
+                                p, p, p, p, p]
     lib.raycl_views.restype = i32
+    f32 = ctypes.c_float
+    lib.raycl_crop_taps.argtypes = [f32, f32, i32, i32, i32, p, p]
+    lib.raycl_crop_taps.restype = i32
     return lib
+
+
+def crop_taps(start: float, length: float, out: int, antialias: bool, flip: bool = False
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel's resampling taps for one crop axis: int32 source indices and float32 weights
+    ``[out, T]``, which it computes itself from the box (what
+    :func:`~raycl.data.augment.crop.resample_taps` gives the torch ops)."""
+    size = out * (math.ceil(2 * max(1.0, math.ceil(length) / out)) + 2)
+    idx, w = torch.zeros(size, dtype=torch.int32), torch.zeros(size, dtype=torch.float32)
+    T = library().raycl_crop_taps(start, length, out, int(antialias), int(flip), idx.data_ptr(), w.data_ptr())
+    return idx[:out * T].view(out, T), w[:out * T].view(out, T)
 
 
 @functools.lru_cache(maxsize=1)
@@ -264,17 +280,11 @@ class _Job:
             params.append([op.sample(_shape_only(n, oh, ow), generator) for op in ops[1:]])
         cp = _cat(crops)
         params = [_cat([p[k] for p in params]) for k in range(len(ops) - 1)]
-        # taps for the whole batch at once: a chunk's narrower taps are these with zero weights,
-        # which add exactly nothing
-        boxes = cp["boxes"].float()
-        top, left, height, width = boxes.unbind(-1)
-        iy, wy = resample_taps(top, height, oh, crop.antialias)
-        ix, wx = resample_taps(left, width, ow, crop.antialias)
-        f = cp["flip"].view(-1, 1, 1)
-        ix, wx = torch.where(f, ix.flip(1), ix), torch.where(f, wx.flip(1), wx)
+        # the kernel computes each sample's resampling taps from its box (resample_taps in C)
+        self.boxes = cp["boxes"].float().contiguous()
+        self.flips = cp["flip"].float().contiguous()
+        self.antialias = int(crop.antialias)
         self.images, self.H, self.W, self.oh, self.ow = images, H, W, oh, ow
-        self.iy, self.wy = iy.contiguous(), wy.contiguous()
-        self.ix, self.wx = ix.contiguous(), wx.contiguous()
         self.program = _program(ops[1:], params, B, oh, ow)
         self.out = torch.empty(B, 3, oh, ow, dtype=torch.uint8)
 
@@ -285,11 +295,9 @@ class _Job:
         x = self.images[part]
         sB, _, sH, sW = x.stride()
         sC = x.stride(1)
-        iy, wy, ix, wx = self.iy[part], self.wy[part], self.ix[part], self.wx[part]
         rc = library().raycl_views(
             x.data_ptr(), sB, sH, sW, sC, x.shape[0], self.H, self.W,
-            iy.data_ptr(), wy.data_ptr(), iy.shape[-1], ix.data_ptr(), wx.data_ptr(),
-            ix.shape[-1], self.oh, self.ow, n,
+            self.boxes[part].data_ptr(), self.flips[part].data_ptr(), self.antialias, self.oh, self.ow, n,
             (ctypes.c_int32 * max(n, 1))(*codes), (ctypes.c_int32 * max(n, 1))(*iargs),
             (ctypes.c_float * max(n, 1))(*fargs),
             (ctypes.c_void_p * max(n, 1))(*[a[part].data_ptr() for a in arrays]),
