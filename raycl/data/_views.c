@@ -23,8 +23,8 @@ enum { OP_COLOR = 1, OP_GRAY = 2, OP_BLUR = 3, OP_SOLARIZE = 4, OP_FLIP = 5 };
 /* ITU-R 601-2 luma, as torchvision and augment.functional.rgb_to_grayscale */
 static const float LR = 0.2989f, LG = 0.587f, LB = 0.114f;
 
-/* ternaries, not fmaxf/floorf: gcc vectorises these (no NaN can occur here); each of max2 and min2
- * is one x86 max/min instruction, which a clamp written as nested ternaries did not become */
+/* ternaries, not fmaxf/floorf: gcc vectorises these (no NaN can occur here; with fused.py's
+ * -ffinite-math-only, max2 and min2 are one max/min instruction each) */
 static inline float max2(float a, float b) { return a > b ? a : b; }
 static inline float min2(float a, float b) { return a < b ? a : b; }
 static inline float clamp01(float v) { return min2(max2(v, 0.0f), 1.0f); }
@@ -221,14 +221,16 @@ static void resample(const uint8_t *src, int64_t sH, int64_t sW, int64_t sC,
             for (int j = g * VL; j < (g + 1) * VL; j++) rel[t * ow + j] = jx[t * ow + j] - lo;
     }
 #endif
-    if (sW == 3 && sC == 1) {  /* HWC (what decoding gives): one contiguous run a row, deinterleaved after */
-        float *tmp = rows;  /* free until the row pass, and 3 x W long at least */
+    if (sW == 3 && sC == 1) {  /* HWC (what decoding gives): a row's bytes deinterleaved, then converted */
+        uint8_t *tmp = (uint8_t *)rows;  /* free until the row pass, and 3 x W bytes long at least */
         for (int y = 0; y < hb; y++) {
             const uint8_t *s = src + (y0 + y) * sH + x0 * 3;
-            for (int x = 0; x < 3 * wb; x++) tmp[x] = unit(s[x]);
-            float *b0 = box + (int64_t)y * wb, *b1 = b0 + (int64_t)hb * wb, *b2 = b1 + (int64_t)hb * wb;
             for (int x = 0; x < wb; x++) {
-                b0[x] = tmp[3 * x]; b1[x] = tmp[3 * x + 1]; b2[x] = tmp[3 * x + 2];
+                tmp[x] = s[3 * x]; tmp[wb + x] = s[3 * x + 1]; tmp[2 * wb + x] = s[3 * x + 2];
+            }
+            for (int c = 0; c < 3; c++) {
+                float *b = box + ((int64_t)c * hb + y) * wb;
+                for (int x = 0; x < wb; x++) b[x] = unit(tmp[c * wb + x]);
             }
         }
     } else {
@@ -277,8 +279,7 @@ static inline float hue_channel(float h6, float n, float maxc, float cr)
     float k = h6 + n;
     k = k >= 6.0f ? k - 6.0f : k;
     const float a = min2(k, 4.0f - k);
-    /* nested ternaries here, not clamp01: gcc turns them into masked multiplies, fewer instructions */
-    return maxc - (a < 0.0f ? 0.0f : (a > 1.0f ? 1.0f : a)) * cr;
+    return maxc - clamp01(a) * cr;
 }
 
 /* Hue rotation by f (fraction of a turn): augment.functional.adjust_hue, pixel by pixel (branch-free, so

@@ -49,9 +49,12 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("_views.c")
 # -ffp-contract=off: no fused multiply-adds, so the float32 arithmetic is the torch ops' own
 # -fno-math-errno: lets floorf/rintf/fminf compile to single instructions
+# -ffinite-math-only -fno-signed-zeros: no NaN, infinity or signed zero arises here (bytes / 255,
+# finite weights and factors); they let a clamp compile to min/max instructions, not compare-and-blend
 # -mprefer-vector-width=512: gcc and clang default to 256-bit vectors even where AVX-512 exists
 # (a no-op on x86 CPUs without it; other architectures do not know the flag)
-FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-std=gnu99", "-fPIC",
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-ffinite-math-only",
+         "-fno-signed-zeros", "-std=gnu99", "-fPIC",
          "-shared", *(["-mprefer-vector-width=512"] if platform.machine() in ("x86_64", "AMD64") else [])]
 
 _COLOR, _GRAY, _BLUR, _SOLARIZE, _FLIP = 1, 2, 3, 4, 5
