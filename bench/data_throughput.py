@@ -42,8 +42,17 @@ Blur is off on both sides (the listed torchvision recipe has none); ``--blur`` a
 
 Outputs: raycl uint8 NCHW views; torchvision float32 (``ToTensor``) — each library's normal output.
 
+``--harness inline`` runs every method in this one process on one thread instead (``torch`` and
+OpenCV limited to one thread; the per-image methods' items collated into batches by the same
+``default_collate``, in ordinary memory): the per-core cost of each library's own work, as the
+scale-out issue measured it, without a ``DataLoader``'s transfer of every batch between processes
+through shared memory (about 0.3 ms per image of two 224 px views, paid by every method).  The
+allocator setting raycl's augmenter makes in its process (``raycl.runtime.keep_freed_memory``) is
+made first, so it applies to every method alike.
+
     python bench/data_throughput.py [--images 5000] [--photos 1000] [--cpus 2] [--sizes 32 96 224]
-        [--repeats 3] [--ray] [--no-decode] [--out bench/results/data_throughput[_no_decode].json]
+        [--repeats 3] [--ray] [--no-decode] [--harness dataloader|inline]
+        [--out bench/results/data_throughput[_no_decode][_inline].json]
 
 Prints a table (method, size, cpus, images/s, per core, ratio vs torchvision and vs albumentations:
 medians over repeats,
@@ -270,6 +279,22 @@ def _epoch(loader: DataLoader) -> tuple[float, int, float | None]:
     return wall, n, cpu
 
 
+def _inline_epoch(ds: Dataset, batch_size: int | None) -> tuple[float, int, float]:
+    """Wall seconds, images and CPU seconds of one pass over ``ds`` in this process: per-image items
+    collated ``batch_size`` at a time (as a DataLoader worker does), or one batch per item."""
+    from torch.utils.data import default_collate
+
+    cpu0, start, n = time.process_time(), time.perf_counter(), 0
+    if batch_size is None:
+        for i in range(len(ds)):
+            n += len(ds[i]["view0"])
+    else:
+        for first in range(0, len(ds), batch_size):
+            batch = default_collate([ds[i] for i in range(first, min(first + batch_size, len(ds)))])
+            n += len(batch[0])
+    return time.perf_counter() - start, n, time.process_time() - cpu0
+
+
 # --------------------------------------------------------------------------- Ray Data
 def _ray_dataset(images, labels, size, strength, blur, batch_size, cpus, image_size):
     import pyarrow as pa
@@ -314,18 +339,34 @@ def main(argv: list[str] | None = None) -> int:
                    help="time the augmentation alone: images decoded by each method before timing")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--ray", action="store_true", help="also time raycl through Ray Data map_batches")
+    p.add_argument("--harness", choices=("dataloader", "inline"), default="dataloader",
+                   help="inline: every method in this process on one thread, no DataLoader")
     p.add_argument("--out", default=None, help="default: bench/results/data_throughput.json, "
-                   "or data_throughput_no_decode.json with --no-decode")
+                   "data_throughput_no_decode.json with --no-decode, with _inline before .json "
+                   "for --harness inline")
     args = p.parse_args(argv)
     if args.out is None:
-        args.out = f"bench/results/data_throughput{'_no_decode' if not args.decode else ''}.json"
+        args.out = (f"bench/results/data_throughput{'_no_decode' if not args.decode else ''}"
+                    f"{'_inline' if args.harness == 'inline' else ''}.json")
     if args.cpus < 1:
         p.error("--cpus must be >= 1")
+    if args.harness == "inline":
+        if args.ray:
+            p.error("--ray times Ray Data's own workers: not with --harness inline")
+        args.cpus = 1  # this process, one thread
+        torch.set_num_threads(1)
+        import cv2
+
+        from raycl.runtime import keep_freed_memory
+
+        cv2.setNumThreads(1)
+        keep_freed_memory()  # what raycl's augmenter sets in its process, here for every method alike
 
     from raycl.data import fused
 
     print(f"fused kernel: {fused.library()._name}", flush=True)  # build it outside the timing
-    print(f"{args.cpus} worker processes; batch {args.batch_size}; decode {'included' if args.decode else 'excluded'}; "
+    where = "this process, one thread" if args.harness == "inline" else f"{args.cpus} worker processes"
+    print(f"{where}; batch {args.batch_size}; decode {'included' if args.decode else 'excluded'}; "
           f"{args.repeats} repeats; load average {os.getloadavg()[0]:.2f}", flush=True)
     cifar = photos = None
     rows = []
@@ -351,7 +392,11 @@ def main(argv: list[str] | None = None) -> int:
             "raycl_torch_ops": _loader(RayclBatches(images, labels, backend="torch", **raycl_kw),
                                        args.cpus, None),
         }
-        runners = {name: (lambda ld=ld: _epoch(ld)) for name, ld in methods.items()}
+        if args.harness == "inline":
+            runners = {name: (lambda ld=ld: _inline_epoch(ld.dataset, ld.batch_size))
+                       for name, ld in methods.items()}
+        else:
+            runners = {name: (lambda ld=ld: _epoch(ld)) for name, ld in methods.items()}
         if args.ray and args.decode:
             ds = _ray_dataset(images, labels, size, r["strength"], r["blur"], args.batch_size,
                               args.cpus, r["image_size"])
@@ -377,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             c = cpu_rates[name]
             rows.append({
                 "method": name, "size": size, "cpus": args.cpus, "images": len(images),
-                "source": source, "decode": args.decode, "strength": r["strength"], "blur": r["blur"],
+                "source": source, "decode": args.decode, "harness": args.harness,
+                "strength": r["strength"], "blur": r["blur"],
                 "images_per_s": med, "images_per_s_min": min(rs), "images_per_s_max": max(rs),
                 "per_core": med / args.cpus, "ratio_vs_torchvision": med / base,
                 "ratio_vs_albumentations": med / albu,
@@ -404,8 +450,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{spread:>15} {r['per_core']:>9.0f} {r['ratio_vs_torchvision']:>5.2f}x "
               f"{min(rs):>6.2f}-{max(rs):<7.2f} {r['ratio_vs_albumentations']:>7.2f}x {per_cpu:>10} {cpu_ratio:>6}")
     print("images/s: wall clock, median over repeats; per core = images/s / cpus; img/cpu-s: images "
-          "per CPU-second of the worker processes + the consumer (from /proc), less sensitive to "
-          "other load on the machine")
+          "per CPU-second of the worker processes + the consumer (from /proc; inline: of this process), "
+          "less sensitive to other load on the machine")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -414,11 +460,14 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {"data": args.data, "images": args.images, "photos": args.photos, "cpus": args.cpus,
             "batch_size": args.batch_size, "strength": args.strength, "blur": args.blur,
-            "decode": args.decode, "albumentations": albumentations.__version__, "opencv": cv2.__version__,
+            "decode": args.decode, "harness": args.harness,
+            "albumentations": albumentations.__version__, "opencv": cv2.__version__,
             "repeats": args.repeats, "torch": torch.__version__, "python": sys.version.split()[0],
             "machine": platform.processor() or platform.machine(), "os_cpu_count": os.cpu_count(),
             "load_average_after": os.getloadavg()[0],
             "note": "two views per image, JPEG decode " + ("included" if args.decode else "excluded")
+                    + ("; one process, one thread" if args.harness == "inline" else
+                       f"; {args.cpus} DataLoader worker processes")
                     + "; medians over repeats; 224 px: SimCLR's ImageNet recipe on 500x375 photographs"}
     out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     print(f"wrote {out}")

@@ -49,7 +49,7 @@ static inline float unit(uint8_t v)
 
 /* round(v * 255) clamped to 0..255, rounding half to even (torch.round): adding 2^23 rounds v * 255
  * to an integer (|v * 255| < 2^22), which is then the float's low mantissa bits; clamped as an
- * integer, which compilers vectorise (a float clamp here became per-lane mask arithmetic). */
+ * integer, so that the loop vectorises to integer max/min and a narrowing store. */
 static inline uint8_t to_byte(float v)
 {
     const float f = v * 255.0f + 0x1.0p23f;
@@ -174,8 +174,8 @@ static int max_taps(int length, int out)
  * shares a row with the other output's pair one step further out, so a step of the loop loads two
  * rows for the two outputs' pairs, where sym_taps loads two rows for one; multiply-adds fused.  (The
  * sums round a little differently again: within the same uint8 level but at a handful of pixels.) */
-#if defined(__AVX512VL__) || defined(__aarch64__)
-#define NSYM2 4  /* 32 vector registers */
+#if defined(__AVX512VL__)
+#define NSYM2 4  /* 32 vector registers of a vf each */
 #else
 #define NSYM2 2
 #endif
