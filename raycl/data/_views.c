@@ -307,29 +307,52 @@ static void resample(const uint8_t *src, int64_t sH, int64_t sW, int64_t sC,
                 for (int x = 0; x < wb; x++) b[x] = unit(s[x * sW]);
             }
     }
-    for (int c = 0; c < 3; c++) {
-        for (int y = 0; y < hb; y++) {  /* along rows: rows[c][y][j] */
-            const float *restrict b = box + ((int64_t)c * hb + y) * wb;
-            float *restrict r = rows + ((int64_t)c * hb + y) * ow;
-            int j = 0;
+    /* along rows: rows[c][y][j], the 3 x hb rows of the box (all channels) in one sequence */
+    const int nrow = 3 * hb;
+    int jp = 0;  /* outputs before jp take their taps by permutes (a group of VL at a time) */
 #if PERMUTE
-            for (; j + VL <= ow; j += VL) {
-                const int g = j / VL;
-                if (base[g] < 0) break;  /* this group's taps spread wider: gathers from here on */
-                const vf lo = vload(b + base[g]), hi = vload(b + base[g] + VL);
-                vf acc = __builtin_shuffle(lo, hi, vloadi(rel + j)) * vload(tw + j);
-                for (int t = 1; t < tx; t++)
-                    acc = acc + __builtin_shuffle(lo, hi, vloadi(rel + t * ow + j)) * vload(tw + t * ow + j);
-                vstore(r + j, acc);
+    while (jp + VL <= ow && base[jp / VL] >= 0) jp += VL;
+    int y = 0;
+    for (; y + 4 <= nrow; y += 4)  /* four rows at a time: a group's taps loaded once for the four */
+        for (int j = 0; j < jp; j += VL) {
+            const float *b = box + (int64_t)y * wb + base[j / VL];
+            vf lo[4], hi[4], acc[4];
+            for (int q = 0; q < 4; q++) {
+                lo[q] = vload(b + (int64_t)q * wb);
+                hi[q] = vload(b + (int64_t)q * wb + VL);
             }
+            vi ri = vloadi(rel + j);
+            vf wi = vload(tw + j);
+            for (int q = 0; q < 4; q++) acc[q] = __builtin_shuffle(lo[q], hi[q], ri) * wi;
+            for (int t = 1; t < tx; t++) {
+                ri = vloadi(rel + t * ow + j);
+                wi = vload(tw + t * ow + j);
+                for (int q = 0; q < 4; q++) acc[q] = acc[q] + __builtin_shuffle(lo[q], hi[q], ri) * wi;
+            }
+            for (int q = 0; q < 4; q++) vstore(rows + (int64_t)(y + q) * ow + j, acc[q]);
+        }
+    for (; y < nrow; y++)
+        for (int j = 0; j < jp; j += VL) {
+            const float *b = box + (int64_t)y * wb + base[j / VL];
+            const vf lo = vload(b), hi = vload(b + VL);
+            vf acc = __builtin_shuffle(lo, hi, vloadi(rel + j)) * vload(tw + j);
+            for (int t = 1; t < tx; t++)
+                acc = acc + __builtin_shuffle(lo, hi, vloadi(rel + t * ow + j)) * vload(tw + t * ow + j);
+            vstore(rows + (int64_t)y * ow + j, acc);
+        }
 #endif
-            for (int jj = j; jj < ow; jj++) r[jj] = b[jx[jj]] * tw[jj];
+    if (jp < ow)  /* the rest (taps spread wider than a permute reaches): gathers */
+        for (int y = 0; y < nrow; y++) {
+            const float *restrict b = box + (int64_t)y * wb;
+            float *restrict r = rows + (int64_t)y * ow;
+            for (int j = jp; j < ow; j++) r[j] = b[jx[j]] * tw[j];
             for (int t = 1; t < tx; t++) {
                 const int32_t *restrict jt = jx + t * ow;
                 const float *restrict wt = tw + t * ow;
-                for (int jj = j; jj < ow; jj++) r[jj] = r[jj] + b[jt[jj]] * wt[jj];
+                for (int j = jp; j < ow; j++) r[j] = r[j] + b[jt[j]] * wt[j];
             }
         }
+    for (int c = 0; c < 3; c++) {
         for (int i = 0; i < oh; i++) {  /* along columns: out[c][i][j] */
             const float *in[Ty];
             int ty = Ty;
