@@ -46,7 +46,7 @@ Outputs: raycl uint8 NCHW views; torchvision float32 (``ToTensor``) — each lib
 OpenCV limited to one thread; the per-image methods' items collated into batches by the same
 ``default_collate``, in ordinary memory): the per-core cost of each library's own work, as the
 scale-out issue measured it, without a ``DataLoader``'s transfer of every batch between processes
-through shared memory (about 0.3 ms per image of two 224 px views, paid by every method).  The
+through shared memory (0.2 to 0.3 ms per image of two 224 px views, paid by every method).  The
 allocator setting raycl's augmenter makes in its process (``raycl.runtime.keep_freed_memory``) is
 made first, so it applies to every method alike.
 

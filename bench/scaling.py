@@ -123,7 +123,7 @@ def main() -> None:
            "augment_cpus": args.gpus * per_gpu / per_core}
     print(f"\n{args.gpus} GPU workers, ResNet-50 at {side} px: {args.gpus} × {per_gpu} images/s (stated) = "
           f"{args.gpus * per_gpu:,} images/s; at {per_core:.0f} images/s per augmentation CPU (measured) that is "
-          f"{gpu['cpus_per_gpu']:.1f} CPUs per GPU, {gpu['augment_cpus']:.0f} in all")
+          f"{gpu['cpus_per_gpu']:.1f} CPUs per GPU, {gpu['augment_cpus']:.1f} in all")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"meta": {"cpus": args.cpus, "os_cpu_count": os.cpu_count(), "torch": torch.__version__,

@@ -24,7 +24,7 @@ from raycl.checks import ConfigError
 
 # two-view images per CPU-second, JPEG decode included, raycl's fused kernel, by view side (px):
 # bench/results/data_throughput.json's "raycl" per-core rows (tests/test_plan.py checks they agree)
-AUGMENT_IMAGES_PER_CORE = {32: 16862, 96: 5409, 224: 676}
+AUGMENT_IMAGES_PER_CORE = {32: 16617, 96: 5149, 224: 695}
 
 # images/s one GPU trains on with a two-view method (bf16, channels-last, A100 class), by backbone:
 # (view side the figure is for, images/s). Stated, not measured here: see the module docstring.
