@@ -134,6 +134,9 @@ static void sym_taps(const float *const *in, const float *k, int nt, float *rest
     }
 }
 
+/* Taps per output of the triangle filter of half-width support (pixels). */
+static inline int taps_for(float support) { return (int)ceilf(2.0f * support) + 1; }
+
 /* augment.crop.resample_taps for one sample and axis: the span start .. start+length-1 resized to
  * out pixels by the triangle filter (widened to the downscale factor with antialias), as source
  * indices idx[o][t] and weights w[o][t]; flip mirrors the outputs.  The same float32 expressions in
@@ -144,7 +147,7 @@ static int crop_taps(float start, float length, int out, int antialias, int flip
 {
     const float scale = length / (float)out;
     const float support = antialias && scale > 1.0f ? scale : 1.0f;
-    const int T = (int)ceilf(2.0f * support) + 1;
+    const int T = taps_for(support);
     for (int i = 0; i < out; i++) {
         const float centre = ((float)i + 0.5f) * scale;
         const float first = max2(floor_small(centre - support + 0.5f), 0.0f);
@@ -163,10 +166,10 @@ static int crop_taps(float start, float length, int out, int antialias, int flip
 }
 
 /* The most taps crop_taps gives for a span of at most length pixels resized to out. */
-static int max_taps(int length, int out)
+int raycl_max_taps(int length, int out)
 {
     const float scale = (float)length / (float)out;
-    return (int)ceilf(2.0f * (scale > 1.0f ? scale : 1.0f)) + 1;
+    return taps_for(scale > 1.0f ? scale : 1.0f);
 }
 
 /* Two rows of the vertical blur at once: o0 from rows in[0 .. nt-1], o1 from in[1 .. nt] (nt odd, the
@@ -510,7 +513,7 @@ static void flip(float *x, int h, int w)
 }
 
 /* crop_taps for callers outside this file (tests compare it with augment.crop.resample_taps):
- * idx and w hold out x max_taps(ceil(length), out) values. */
+ * idx and w hold out x raycl_max_taps(ceil(length), out) values. */
 int raycl_crop_taps(float start, float length, int out, int antialias, int flip, int32_t *idx, float *w)
 {
     return crop_taps(start, length, out, antialias, flip, idx, w);
@@ -538,7 +541,7 @@ int raycl_views(const uint8_t *src, int64_t sB, int64_t sH, int64_t sW, int64_t 
     float *box = malloc(sizeof(float) * (3 * (int64_t)H * W + 2 * VL));  /* + a permute's overread */
     const int64_t nrows = (int64_t)H * ow > W ? (int64_t)H * ow : W;  /* also a converted HWC row */
     float *rows = malloc(sizeof(float) * 3 * nrows);
-    const int Ty_max = max_taps(H, oh), Tx_max = max_taps(W, ow);
+    const int Ty_max = raycl_max_taps(H, oh), Tx_max = raycl_max_taps(W, ow);
     int32_t *iy = malloc((sizeof(int32_t) + sizeof(float)) * (int64_t)oh * Ty_max);  /* + weights */
     int32_t *ix = malloc((sizeof(int32_t) + sizeof(float)) * (int64_t)ow * Tx_max);
     float *wy = (float *)(iy + (int64_t)oh * Ty_max), *wx = (float *)(ix + (int64_t)ow * Tx_max);

@@ -197,6 +197,7 @@ def library() -> ctypes.CDLL:
     f32 = ctypes.c_float
     lib.raycl_crop_taps.argtypes = [f32, f32, i32, i32, i32, p, p]
     lib.raycl_crop_taps.restype = i32
+    lib.raycl_max_taps.argtypes, lib.raycl_max_taps.restype = [i32, i32], i32
     return lib
 
 
@@ -205,9 +206,10 @@ def crop_taps(start: float, length: float, out: int, antialias: bool, flip: bool
     """The kernel's resampling taps for one crop axis: int32 source indices and float32 weights
     ``[out, T]``, which it computes itself from the box (what
     :func:`~raycl.data.augment.crop.resample_taps` gives the torch ops)."""
-    size = out * (math.ceil(2 * max(1.0, math.ceil(length) / out)) + 2)
+    lib = library()
+    size = out * lib.raycl_max_taps(math.ceil(length), out)
     idx, w = torch.zeros(size, dtype=torch.int32), torch.zeros(size, dtype=torch.float32)
-    T = library().raycl_crop_taps(start, length, out, int(antialias), int(flip), idx.data_ptr(), w.data_ptr())
+    T = lib.raycl_crop_taps(start, length, out, int(antialias), int(flip), idx.data_ptr(), w.data_ptr())
     return idx[:out * T].view(out, T), w[:out * T].view(out, T)
 
 
